@@ -1,0 +1,1 @@
+"""Tokens, principals and project roles; pure apart from pyjwt."""

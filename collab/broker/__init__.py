@@ -1,0 +1,1 @@
+"""Cross-instance transport: the Broker protocol and its memory and Redis implementations."""

@@ -1,0 +1,94 @@
+"""Compaction: merge a project's snapshot + update log into a new snapshot.
+
+One instance at a time per project: the store's lease, whose fence token is checked in
+the same transaction that writes the snapshot and trims the log, so a compactor that
+lost its lease (paused, slow) changes nothing. The work reads only what the *store*
+holds (never the live doc, which may hold updates not yet durable), runs in a thread,
+and never drops causally pending structs (PROTOCOL-NOTES §3): raw updates the merged
+doc could not integrate are merged into the snapshot as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pycrdt
+
+from collab.metrics import Metrics
+from collab.rooms import build_doc
+from persistence.base import LoadedDoc, Store
+from persistence.errors import StoreError
+
+log = logging.getLogger("collab.compaction")
+
+# A lease outlives any compaction we expect (100k rows take ~1 s); if the holder dies,
+# others may take over after this.
+LEASE_TTL_S = 120.0
+
+
+def merge(loaded: LoadedDoc) -> bytes:
+    """The snapshot that replaces ``loaded`` (snapshot + tail), pending structs kept."""
+    doc, _bad = build_doc(loaded)
+    merged = doc.get_update()
+    sv = doc.get_state()
+    raw = ([loaded.snapshot] if loaded.snapshot else []) + [e.update for e in loaded.updates]
+    pending = [u for u in raw if pycrdt.get_update(u, sv)[:1] != b"\x00"]
+    if pending:
+        merged = pycrdt.merge_updates(merged, *pending)
+    return merged
+
+
+class Compactor:
+    def __init__(self, *, store: Store, metrics: Metrics, holder: str) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.holder = holder
+        self._running: dict[str, asyncio.Task[bool]] = {}
+
+    def request(self, project_id: str) -> None:
+        """Compact soon (single-flight per project on this instance)."""
+        if project_id in self._running:
+            return
+        task = asyncio.create_task(self.compact(project_id), name=f"compact:{project_id}")
+        self._running[project_id] = task
+        task.add_done_callback(lambda _t: self._running.pop(project_id, None))
+
+    async def compact(self, project_id: str) -> bool:
+        """Return True when a new snapshot was written."""
+        started = time.monotonic()
+        try:
+            fence = await self.store.acquire_compaction_lease(project_id, self.holder, LEASE_TTL_S)
+            if fence is None:
+                self.metrics.compactions.labels("busy").inc()
+                return False
+            try:
+                loaded = await self.store.load_document(project_id)
+                if not loaded.updates:
+                    return False
+                snapshot = await asyncio.to_thread(merge, loaded)
+                done = await self.store.compact(
+                    project_id, fence=fence, snapshot=snapshot, through_seq=loaded.head_seq
+                )
+            finally:
+                await self.store.release_compaction_lease(project_id, fence)
+        except StoreError as exc:
+            self.metrics.compactions.labels("failed").inc()
+            log.warning("compaction of %s failed: %s", project_id, exc)
+            return False
+        self.metrics.compactions.labels("done" if done else "fenced").inc()
+        log.info(
+            "compacted %d rows in %.3f s",
+            len(loaded.updates),
+            time.monotonic() - started,
+            extra={"project": project_id, "through_seq": loaded.head_seq, "fenced": not done},
+        )
+        return done
+
+    async def close(self) -> None:
+        tasks = list(self._running.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

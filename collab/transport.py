@@ -1,0 +1,463 @@
+"""Socket.IO handlers: the y-socket.io protocol on ``/yjs|<project>``, and the main
+namespace ``/`` (notifications, admin feed).
+
+Additive extensions, ignored by the stock client: an ack on ``sync-update`` sent once
+the update is durable; an ``error`` event ``{"error": {code, message, details}}``; an
+``auth`` event to refresh the token in-band; stamped presence identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pycrdt
+import socketio
+from pycrdt import Doc
+
+from auth.errors import AuthError
+from auth.permissions import Access
+from auth.principal import Principal
+from auth.tokens import TokenVerifier
+from collab.errors import (
+    CollabError,
+    Forbidden,
+    InvalidProjectId,
+    InvalidUpdate,
+    NotFoundError,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+    to_collab_error,
+)
+from collab.metrics import Metrics
+from collab.ratelimit import TokenBucket
+from collab.protocol import (
+    EMPTY_UPDATE,
+    EV_AWARENESS,
+    EV_ERROR,
+    EV_SYNC_STEP_1,
+    EV_SYNC_UPDATE,
+    NAMESPACE_PREFIX,
+    as_bytes,
+    project_id_from_namespace,
+)
+from collab.rooms import Conn, Origin, Room, RoomManager
+from collab.settings import Settings
+from persistence.base import Store
+from persistence.errors import NotFound, StoreError
+
+log = logging.getLogger("collab.transport")
+
+# Set by CollabServer._handle_event: did the client ask for an ack? Handlers run in
+# tasks created from that call, which copy the context.
+_wants_ack: contextvars.ContextVar[bool] = contextvars.ContextVar("wants_ack", default=False)
+
+# Query parameters engine.io itself sends; anything else came from a document name
+# with '?' in it, which the URL parser moved into the query (PROTOCOL-NOTES §1.1).
+_ENGINE_QUERY = frozenset({"EIO", "transport", "t", "sid", "j", "b64"})
+# Refusals per 10 s after which a socket is disconnected as abusive.
+ABUSE_REFUSALS = 50
+
+
+class CollabPacket(socketio.packet.Packet):  # type: ignore[misc]
+    """Decode CONNECT packets whose namespace contains ',' instead of failing.
+
+    The JS client writes ``0/yjs|a,b,{auth}``; the stock parser cuts the namespace at the
+    first ',' and then cannot decode ``b,{auth}``. We take the namespace up to the ','
+    that starts valid JSON, so the connect handler can refuse it with a clear error.
+    """
+
+    def decode(self, encoded_packet: str | bytes) -> int:
+        try:
+            return int(super().decode(encoded_packet))
+        except ValueError:
+            if not isinstance(encoded_packet, str) or encoded_packet[:1] != "0":
+                raise
+            body = encoded_packet[1:]
+            cut = body.rfind(",{")
+            if not body.startswith("/") or cut == -1:
+                raise
+            self.packet_type = 0
+            self.namespace = body[:cut]
+            self.data = self.json.loads(body[cut + 1 :])
+            self.id = None
+            self.attachment_count = 0
+            return 0
+
+
+class CollabServer(socketio.AsyncServer):  # type: ignore[misc]
+    async def _handle_event(self, eio_sid: str, namespace: str, id: Any, data: Any) -> Any:
+        token = _wants_ack.set(id is not None)
+        try:
+            return await super()._handle_event(eio_sid, namespace, id, data)
+        finally:
+            _wants_ack.reset(token)
+
+
+def create_sio(settings: Settings) -> CollabServer:
+    return CollabServer(
+        async_mode="aiohttp",
+        namespaces="*",
+        cors_allowed_origins=settings.cors_origins or None,
+        max_http_buffer_size=settings.transport_max_bytes,
+        # 10 s pings (default 25 s): a silently dead client is noticed in ~15 s instead
+        # of ~45 s, before the 30 s awareness timeout of the other clients.
+        ping_interval=10,
+        ping_timeout=5,
+        serializer=CollabPacket,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+class SioEmitter:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        *,
+        namespace: str,
+        to: str | None = None,
+        skip_sid: str | set[str] | None = None,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        skip = list(skip_sid) if isinstance(skip_sid, set) else skip_sid
+        await self._sio.emit(
+            event, data, namespace=namespace, to=to, skip_sid=skip, callback=callback
+        )
+
+    async def disconnect(self, sid: str, namespace: str) -> None:
+        await self._sio.disconnect(sid, namespace=namespace)
+
+
+MainConnectHook = Callable[[str, Principal], Awaitable[None]]
+MainDisconnectHook = Callable[[str, Principal], Awaitable[None]]
+
+
+class SocketTransport:
+    """Registers the handlers on ``sio`` and keeps per-socket state."""
+
+    def __init__(
+        self,
+        *,
+        sio: CollabServer,
+        rooms: RoomManager,
+        store: Store,
+        verifier: TokenVerifier,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.sio = sio
+        self.rooms = rooms
+        self.store = store
+        self.verifier = verifier
+        self.settings = settings
+        self.metrics = metrics
+        self.conns: dict[str, Conn] = {}  # document sockets
+        self.main: dict[str, Principal] = {}  # sockets of the main namespace
+        self.user_sockets: dict[str, set[str]] = {}  # user id -> main-namespace sids
+        self.on_main_connect: MainConnectHook | None = None
+        self.on_main_disconnect: MainDisconnectHook | None = None
+        rooms.resync_hook = self.send_sync_step_1
+        sio.on("connect", namespace="*")(self._on_connect)
+        sio.on("disconnect", namespace="*")(self._on_disconnect)
+        sio.on(EV_SYNC_STEP_1, namespace="*")(self._on_sync_step_1)
+        sio.on(EV_SYNC_UPDATE, namespace="*")(self._on_sync_update)
+        sio.on(EV_AWARENESS, namespace="*")(self._on_awareness)
+        sio.on("auth", namespace="*")(self._on_auth)
+
+    # -- connect / disconnect ------------------------------------------------------------
+
+    async def _on_connect(
+        self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None
+    ) -> None:
+        try:
+            if namespace == "/":
+                await self._connect_main(sid, auth)
+            else:
+                await self._connect_doc(namespace, sid, environ, auth)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            error = to_collab_error(exc)
+            if error.code == "INTERNAL":
+                log.exception("connect failed")
+            raise socketio.exceptions.ConnectionRefusedError(
+                error.message, error.payload()
+            ) from exc
+
+    def _authenticate(self, auth: Any) -> Principal:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            return self.verifier.verify(token)
+        except AuthError as exc:
+            raise Unauthenticated(str(exc), {"reason": exc.reason}) from exc
+
+    async def _connect_main(self, sid: str, auth: Any) -> None:
+        principal = self._authenticate(auth)
+        self.main[sid] = principal
+        self.user_sockets.setdefault(principal.user_id, set()).add(sid)
+        if self.on_main_connect is not None:
+            self.rooms.spawn(self.on_main_connect(sid, principal), f"main-connect:{sid}")
+
+    async def _connect_doc(
+        self, namespace: str, sid: str, environ: dict[str, Any], auth: Any
+    ) -> None:
+        project_id = project_id_from_namespace(namespace)
+        extra = {k for k, _ in parse_qsl(environ.get("QUERY_STRING", ""))} - _ENGINE_QUERY
+        if extra:
+            raise InvalidProjectId(
+                "the document name contains '?' (project ids never do)",
+                {"project_id": project_id, "query": sorted(extra)[:10]},
+            )
+        principal = self._authenticate(auth)
+        try:
+            role = await self.store.get_role(project_id, principal.user_id)
+        except NotFound as exc:
+            raise NotFoundError("no such project", {"project_id": project_id}) from exc
+        except StoreError as exc:
+            raise Unavailable("the store is unavailable, retry later") from exc
+        access = Access.for_role(role, principal)
+        if access == Access.NONE:
+            raise Forbidden("you are not a member of this project", {"project_id": project_id})
+        user_conns = sum(1 for c in self.conns.values() if c.principal.user_id == principal.user_id)
+        if user_conns >= self.settings.max_connections_per_user:
+            raise Forbidden(
+                "too many connections for this user",
+                {"max": self.settings.max_connections_per_user},
+            )
+        conn = Conn(
+            sid=sid,
+            project_id=project_id,
+            principal=principal,
+            access=access,
+            # Averaged over 10 s so that bursts (a paste, a drag) pass.
+            messages=TokenBucket(
+                self.settings.messages_per_second, self.settings.messages_per_second * 10
+            ),
+            refusals=TokenBucket(ABUSE_REFUSALS / 10, ABUSE_REFUSALS),
+        )
+        room = await self.rooms.join(conn)
+        self.conns[sid] = conn
+        # After the CONNECT packet is out (this handler must return first), send our
+        # state vector with an ack and the room's presence (PROTOCOL-NOTES §1.3).
+        self.rooms.spawn(self._greet(room, sid), f"greet:{sid}")
+
+    async def _greet(self, room: Room, sid: str) -> None:
+        await self.send_sync_step_1(room, sid)
+        await self.sio.emit(EV_AWARENESS, room.presence.encode_all(), to=sid, namespace=room.namespace)
+
+    async def send_sync_step_1(self, room: Room, sid: str) -> None:
+        """Ask the client for everything our doc lacks (its ack is applied as an update)."""
+
+        async def on_reply(*args: Any) -> None:
+            await self._on_step_2(room, sid, args[0] if args else None)
+
+        await self.sio.emit(
+            EV_SYNC_STEP_1, room.doc.get_state(), to=sid, namespace=room.namespace, callback=on_reply
+        )
+
+    async def _on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
+        if namespace == "/":
+            principal = self.main.pop(sid, None)
+            if principal is not None:
+                sids = self.user_sockets.get(principal.user_id)
+                if sids is not None:
+                    sids.discard(sid)
+                    if not sids:
+                        del self.user_sockets[principal.user_id]
+                if self.on_main_disconnect is not None:
+                    await self.on_main_disconnect(sid, principal)
+            return
+        conn = self.conns.pop(sid, None)
+        if conn is not None:
+            await self.rooms.leave(sid, conn.project_id)
+
+    # -- document events -------------------------------------------------------------------
+
+    def _conn(self, namespace: str, sid: str) -> Conn:
+        conn = self.conns.get(sid)
+        if conn is None or conn.namespace != namespace:
+            raise NotFoundError("not connected to a document")
+        return conn
+
+    async def _on_sync_step_1(self, namespace: str, sid: str, *args: Any) -> Any:
+        try:
+            conn = self._conn(namespace, sid)
+            room = await self.rooms.get(conn.project_id)
+            sv = as_bytes(args[0] if args else None, "sync-step-1")
+            try:
+                return room.doc.get_update(sv)
+            except (ValueError, RuntimeError) as exc:
+                raise InvalidUpdate("malformed state vector", {"reason": str(exc)[:200]}) from exc
+        except CollabError as exc:
+            await self._refuse(namespace, sid, exc)
+            # The stock client applies whatever the ack carries: the full state is
+            # always a valid (if redundant) answer.
+            conn_ = self.conns.get(sid)
+            room_ = self.rooms.rooms.get(conn_.project_id) if conn_ is not None else None
+            return room_.doc.get_update() if room_ is not None else EMPTY_UPDATE
+
+    async def _on_sync_update(self, namespace: str, sid: str, *args: Any) -> Any:
+        wants_ack = _wants_ack.get()
+        try:
+            conn = self._conn(namespace, sid)
+            update = self._check_update(conn, args[0] if args else None, "sync-update")
+            if conn.access < Access.WRITE or conn.read_only_reason:
+                raise Forbidden(
+                    conn.read_only_reason or "viewers cannot change the document",
+                    {"role": conn.access.name.lower()},
+                )
+            room = await self.rooms.get(conn.project_id)
+            fut = self.rooms.accept(room, update, Origin.CLIENT, sender=sid)
+            if not wants_ack:
+                return None
+            if fut is not None:
+                try:
+                    seq = await fut
+                except asyncio.CancelledError as exc:
+                    raise Unavailable("the server is shutting down; resend later") from exc
+                return {"ok": True, "seq": seq}
+            return {"ok": True, "seq": None}
+        except CollabError as exc:
+            await self._refuse(namespace, sid, exc)
+            return exc.payload() if wants_ack else None
+
+    async def _on_step_2(self, room: Room, sid: str, payload: Any) -> None:
+        """The client's answer to our sync-step-1: everything we lacked."""
+        conn = self.conns.get(sid)
+        if conn is None:
+            return
+        try:
+            update = self._check_update(conn, payload, "sync-step-1 reply")
+            if update == EMPTY_UPDATE:
+                return
+            if conn.access < Access.WRITE or conn.read_only_reason:
+                if _would_change(room.doc, update):
+                    raise Forbidden(
+                        conn.read_only_reason
+                        or "viewers cannot change the document; local changes were not applied",
+                        {"role": conn.access.name.lower()},
+                    )
+                return
+            self.rooms.accept(room, update, Origin.CLIENT, sender=sid)
+        except CollabError as exc:
+            await self._refuse(conn.namespace, sid, exc)
+
+    def _check_update(self, conn: Conn, payload: Any, what: str) -> bytes:
+        update = as_bytes(payload, what)
+        if len(update) > self.settings.max_update_bytes:
+            raise PayloadTooLarge(
+                f"{what} is larger than the server accepts",
+                {"bytes": len(update), "max_bytes": self.settings.max_update_bytes},
+            )
+        if not conn.messages.take():
+            raise RateLimited(
+                "too many messages; slow down",
+                {"max_per_second": self.settings.messages_per_second},
+            )
+        try:
+            pycrdt.get_state(update)  # cheap decode check before touching the doc
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidUpdate("malformed update", {"reason": str(exc)[:200]}) from exc
+        return update
+
+    async def _on_awareness(self, namespace: str, sid: str, *args: Any) -> None:
+        try:
+            conn = self._conn(namespace, sid)
+            data = as_bytes(args[0] if args else None, "awareness-update")
+            if len(data) > self.settings.max_update_bytes:
+                raise PayloadTooLarge("awareness update too large")
+            self.metrics.presence_messages.inc()
+            if not conn.messages.take():
+                return  # presence is ephemeral: drop silently, the next one repairs it
+            room = await self.rooms.get(conn.project_id)
+            if room.presence.apply_local(sid, conn.principal, data):
+                self.rooms.presence_changed(room)
+        except CollabError as exc:
+            await self._refuse(namespace, sid, exc)
+
+    async def _on_auth(self, namespace: str, sid: str, *args: Any) -> Any:
+        """In-band token refresh: ``emit('auth', {token}, ack)``; same user only."""
+        try:
+            payload = args[0] if args else None
+            principal = self._authenticate(payload)
+            current = self.main.get(sid) if namespace == "/" else self._conn(namespace, sid).principal
+            if current is None or current.user_id != principal.user_id:
+                raise Forbidden("the new token is for another user")
+            if namespace == "/":
+                self.main[sid] = principal
+            else:
+                self.conns[sid].principal = principal
+            return {"ok": True, "expires_at": principal.expires_at}
+        except CollabError as exc:
+            await self._refuse(namespace, sid, exc)
+            return exc.payload()
+
+    async def _refuse(self, namespace: str, sid: str, exc: CollabError) -> None:
+        self.metrics.updates_refused.labels(exc.code).inc()
+        log.info("refused: %s", exc.message, extra={"sid": sid, "code": exc.code})
+        await self.sio.emit(EV_ERROR, exc.payload(), to=sid, namespace=namespace)
+        conn = self.conns.get(sid)
+        if conn is not None and exc.code != "FORBIDDEN" and not conn.refusals.take():
+            await self.kick(sid, namespace, RateLimited("too many refused messages; disconnected"))
+
+    # -- server-initiated ------------------------------------------------------------------
+
+    async def kick(self, sid: str, namespace: str, error: CollabError) -> None:
+        """Tell the client why, then disconnect it (it will not auto-reconnect)."""
+        await self.sio.emit(EV_ERROR, error.payload(), to=sid, namespace=namespace)
+        await self.sio.disconnect(sid, namespace=namespace)
+
+    def doc_sids(self, project_id: str, user_id: str | None = None) -> list[str]:
+        room = self.rooms.rooms.get(project_id)
+        if room is None:
+            return []
+        return [
+            sid for sid, c in room.conns.items() if user_id is None or c.principal.user_id == user_id
+        ]
+
+    async def expire_tokens(self) -> None:
+        """Disconnect sockets whose token expired and was not refreshed in-band."""
+        now = time.time() - self.settings.jwt_leeway_s
+        error = Unauthenticated("your token expired; reconnect with a new one", {"reason": "expired"})
+        for sid, conn in list(self.conns.items()):
+            if conn.principal.expires_at is not None and conn.principal.expires_at < now:
+                await self.kick(sid, conn.namespace, error)
+        for sid, principal in list(self.main.items()):
+            if principal.expires_at is not None and principal.expires_at < now:
+                await self.kick(sid, "/", error)
+
+    async def emit_to_user(self, user_id: str, event: str, data: Any) -> int:
+        sids = list(self.user_sockets.get(user_id, ()))
+        for sid in sids:
+            await self.sio.emit(event, data, to=sid, namespace="/")
+        return len(sids)
+
+
+def _would_change(doc: Doc, update: bytes) -> bool:
+    """Would applying ``update`` change ``doc``? (Checked on a copy.)"""
+    if pycrdt.get_update(update, doc.get_state())[:1] != b"\x00":
+        return True  # structs we do not have
+    copy = Doc()
+    copy.apply_update(doc.get_update())
+    fired: list[bool] = []
+    sub = copy.observe(lambda _e: fired.append(True))
+    try:
+        copy.apply_update(update)
+    finally:
+        copy.unobserve(sub)
+    return bool(fired)
+
+
+__all__ = ["NAMESPACE_PREFIX", "CollabServer", "SioEmitter", "SocketTransport", "create_sio"]

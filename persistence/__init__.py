@@ -1,0 +1,1 @@
+"""Stores for documents, projects, versions and notifications; knows nothing of sockets."""
