@@ -2,8 +2,8 @@
 
 We keep our own table instead of ``pycrdt.Awareness`` because the server needs three
 things it does not do: know which socket owns which awareness client id (to remove a
-socket's entries the moment it disconnects, and to refuse a socket writing another's
-entries), stamp the authenticated identity into each state (a client cannot claim to be
+socket's entries the moment it disconnects, and to ignore the echoes of others' entries
+that the stock client sends back), stamp the authenticated identity into each state (a client cannot claim to be
 someone else), and coalesce: entries changed since the last flush go out as one
 message per room per tick, so a storm of cursor moves costs one emit per tick.
 
@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from auth.principal import Principal
-from collab.errors import Forbidden
 from collab.protocol import AwarenessEntry, decode_awareness, dumps_state, encode_awareness
 
 # y-protocols' outdatedTimeout: clients renew their state every 15 s and drop others'
@@ -51,30 +50,41 @@ class Presence:
     _dirty: set[int] = field(default_factory=set)
     _dirty_local: set[int] = field(default_factory=set)  # changed by a local socket
     _owned: dict[str, set[int]] = field(default_factory=dict)
+    _offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     # -- input -------------------------------------------------------------------------
 
     def apply_local(self, sid: str, principal: Principal, data: bytes) -> bool:
         """Apply a client's update; stamp identity; return True when anything changed.
 
-        Raises ``InvalidAwareness`` for malformed bytes and ``Forbidden`` for entries of a
-        client id owned by another socket (nothing is applied then).
+        The stock y-socket.io client re-emits every awareness change it receives, so most
+        entries a socket sends are echoes of other clients' states. An entry counts as
+        the socket's own when the socket already owns the id, or the id is unknown, or
+        the entry is newer than anything we know of it (a client only learns others'
+        states through us, so it cannot have a newer one). Everything else is an echo
+        and ignored. Raises ``InvalidAwareness`` for malformed bytes.
         """
-        decoded = decode_awareness(data)
-        for entry in decoded:
-            current = self.entries.get(entry.client_id)
-            if current is not None and current.owner not in (None, sid):
-                raise Forbidden(
-                    "awareness client id belongs to another connection",
-                    {"client_id": entry.client_id},
-                )
         changed = False
-        for entry in decoded:
+        owned = self._owned.setdefault(sid, set())
+        for entry in decode_awareness(data):
+            cid = entry.client_id
+            current = self.entries.get(cid)
+            if cid not in owned:
+                if current is not None and current.owner is not None:
+                    continue  # another local socket's entry, echoed
+                removed = current is not None and current.state_json == "null"
+                if current is not None and entry.clock <= current.clock:
+                    if not removed or entry.state is None:
+                        continue  # an echo of a known state
+                    # A reconnecting client reclaims its id after we announced its
+                    # removal: its clock must go past the removal everyone has seen.
+                    self._offsets[(sid, cid)] = current.clock + 1 - entry.clock
+                owned.add(cid)
+            clock = entry.clock + self._offsets.get((sid, cid), 0)
             state = _stamp(entry.state, principal)
-            if self._accept(entry, dumps_state(state), owner=sid):
-                self.entries[entry.client_id].user = state.get("user") if state else None
-                self._owned.setdefault(sid, set()).add(entry.client_id)
-                self._dirty_local.add(entry.client_id)
+            if self._accept(AwarenessEntry(cid, clock, state), dumps_state(state), owner=sid):
+                self.entries[cid].user = state.get("user") if state else None
+                self._dirty_local.add(cid)
                 changed = True
         return changed
 
@@ -109,6 +119,8 @@ class Presence:
     def remove_sid(self, sid: str) -> bool:
         """Remove every entry the socket owns (it disconnected)."""
         ids = self._owned.pop(sid, set())
+        for cid in ids:
+            self._offsets.pop((sid, cid), None)
         self._dirty_local |= ids
         return self._remove(ids)
 

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: our server vs the anchors, same loadgen, same machine.
+#   bench/compare.sh                      scenarios i and ii, collab (SQLite) vs Hocuspocus
+#   SCENARIOS="i ii" SERVERS="collab collab-pg hocuspocus ysocketio" bench/compare.sh
+# Needs ../shared/bench (copied to $BENCH_DIR and `npm ci`-ed there). Results: JSON lines
+# in $OUT/results.jsonl and Markdown tables on stdout. Everything runs on 127.0.0.1.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+BENCH_DIR="${BENCH_DIR:-${TMPDIR:-/tmp}/collab-bench}"
+OUT="${OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%S)}"
+SCENARIOS="${SCENARIOS:-i ii}"
+SERVERS="${SERVERS:-collab hocuspocus}"
+PG_ADMIN="${COLLAB_TEST_PG:-postgresql://postgres@127.0.0.1:5432/postgres}"
+mkdir -p "$OUT"
+if [ ! -d "$BENCH_DIR/node_modules" ]; then
+  rm -rf "$BENCH_DIR"; cp -r "$SHARED" "$BENCH_DIR"
+  (cd "$BENCH_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+PY="$ROOT/.venv/bin/python"
+SECRET="bench-secret-$(date +%s)-0123456789abcdef"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+scenario_args() {
+  case "$1" in
+    i) echo "--rooms 1 --clients-per-room 2 --edits-per-sec 20 --duration 20 --warmup 2" ;;
+    ii) echo "--rooms 20 --clients-per-room 5 --edits-per-sec 5 --duration 30 --warmup 2 --procs 2" ;;
+    iii) echo "--rooms 100 --clients-per-room 10 --edits-per-sec 1 --duration 30 --warmup 3" ;;
+    iiib) echo "--rooms 100 --clients-per-room 10 --edits-per-sec 0.1 --duration 30 --warmup 3 --procs 2" ;;
+    iv) echo "--rooms 1 --clients-per-room 10 --ramp 5,10,20,30,40,50,60,70,80,100,120,150,200 --duration 10 --warmup 2 --ramp-retries 1" ;;
+    *) echo "unknown scenario $1" >&2; exit 2 ;;
+  esac
+}
+rooms_of() { scenario_args "$1" | sed -E 's/.*--rooms ([0-9]+).*/\1/'; }
+
+wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+run_collab() { # $1 = label, $2 = scenario, extra env in COLLAB_ENV
+  local label="$1" sc="$2" port=18000 dir
+  dir="$(mktemp -d)"
+  local dburl=""
+  if [ "$label" = "collab-pg" ]; then
+    local db="collab_bench_$$_$RANDOM"
+    psql "$PG_ADMIN" -qc "CREATE DATABASE $db" >/dev/null
+    dburl="${PG_ADMIN%/*}/$db"
+  fi
+  env COLLAB_DATA_DIR="$dir" COLLAB_JWT_SECRET="$SECRET" COLLAB_PORT=$port COLLAB_LOG_LEVEL=WARNING \
+      COLLAB_MESSAGES_PER_SECOND=100000 ${dburl:+COLLAB_DATABASE_URL=$dburl} \
+      "$PY" -m collab serve >"$OUT/$label-$sc.server.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$port/healthz"
+  local tok names
+  tok="$(env COLLAB_JWT_SECRET="$SECRET" COLLAB_DATA_DIR="$dir" "$PY" -m collab token --sub bench --ttl 7200)"
+  names="$("$PY" "$ROOT/bench/projects.py" --url "http://127.0.0.1:$port" --token "$tok" --count "$(rooms_of "$sc")")"
+  # shellcheck disable=SC2046
+  (cd "$BENCH_DIR" && node loadgen.mjs --server-kind socketio-yjs --url "http://127.0.0.1:$port" \
+      --token "$tok" --room-names "$names" --server-pids "$pid" --label "$label/$sc" \
+      $(scenario_args "$sc") --out "$OUT/results.jsonl" >/dev/null 2>"$OUT/$label-$sc.loadgen.log")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+  if [ -n "$dburl" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE ${dburl##*/} WITH (FORCE)" >/dev/null; fi
+}
+
+run_node() { # $1 = label (hocuspocus|ysocketio), $2 = scenario
+  local label="$1" sc="$2" port kind url script
+  case "$label" in
+    hocuspocus) port=11235; kind=hocuspocus; url="ws://127.0.0.1:$port"; script=servers/hocuspocus.mjs ;;
+    ysocketio) port=11234; kind=socketio-yjs; url="http://127.0.0.1:$port"; script=servers/ysocketio.mjs ;;
+  esac
+  (cd "$BENCH_DIR" && node "$script" --port "$port" >"$OUT/$label-$sc.server.log" 2>&1) &
+  local pid=$!; PIDS+=("$pid")
+  for _ in $(seq 1 100); do grep -q READY "$OUT/$label-$sc.server.log" 2>/dev/null && break; sleep 0.1; done
+  local npid; npid="$(pgrep -P "$pid" node || echo "$pid")"
+  # shellcheck disable=SC2046
+  (cd "$BENCH_DIR" && node loadgen.mjs --server-kind "$kind" --url "$url" --server-pids "$npid" \
+      --label "$label/$sc" $(scenario_args "$sc") --out "$OUT/results.jsonl" >/dev/null 2>"$OUT/$label-$sc.loadgen.log")
+  kill "$pid" 2>/dev/null || true; kill "$npid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+
+for sc in $SCENARIOS; do
+  for s in $SERVERS; do
+    echo "== $s / $sc" >&2
+    case "$s" in
+      collab|collab-pg) run_collab "$s" "$sc" ;;
+      hocuspocus|ysocketio) run_node "$s" "$sc" ;;
+    esac
+  done
+done
+(cd "$BENCH_DIR" && node summarize.mjs "$OUT/results.jsonl")
+echo "raw results: $OUT" >&2
