@@ -62,7 +62,9 @@ class LoadedDoc:
     rows after it in seq order. ``head_seq`` is the highest seq ever assigned
     (== the last update's seq, or ``snapshot_seq`` when the tail is empty).
     When ``load_document`` was called with ``after_seq`` and the log still holds every
-    row after it, ``snapshot`` is None and ``updates`` starts at ``after_seq + 1``.
+    row after it (``after_seq >= `` the stored snapshot's seq), ``snapshot`` is None,
+    ``snapshot_seq == after_seq`` and ``updates`` starts at ``after_seq + 1``.
+    A project never compacted has no snapshot: None, ``snapshot_seq == 0``.
     """
 
     snapshot: bytes | None
@@ -73,6 +75,9 @@ class LoadedDoc:
 
 @dataclass(frozen=True, slots=True)
 class LogStats:
+    """The update log of one project: its rows and their bytes (the snapshot not
+    included), the highest seq assigned and the seq the snapshot covers (0: none)."""
+
     rows: int
     bytes: int
     head_seq: int
@@ -103,6 +108,9 @@ class Notification:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
+    """One page of a listing. ``next_cursor`` (opaque) fetches the next page; None on
+    the last one. Cursors hold the last sort key, so inserts do not shift later pages."""
+
     items: list[T]
     next_cursor: str | None = None
 
@@ -120,7 +128,14 @@ class AppendResult:
 
 @runtime_checkable
 class Store(Protocol):
-    """Durable state of the server. Every method may raise ``StoreUnavailable``."""
+    """Durable state of the server. Every method may raise ``StoreUnavailable``.
+
+    Timestamps are timezone-aware UTC datetimes. Listings take ``limit >= 1`` and a
+    ``cursor`` from a previous page of the same listing; anything else raises
+    ``ValueError``. Methods that name a project raise ``NotFound`` when it does not
+    exist, except where said otherwise. Using a store before ``start()`` raises
+    ``RuntimeError``.
+    """
 
     kind: str  # "sqlite" | "postgres", for logs and /readyz
 
@@ -157,37 +172,57 @@ class Store(Protocol):
         """The user's role, or None when not a member. Raise ``NotFound`` for no project."""
 
     async def set_member(self, project_id: str, user_id: str, role: MemberRole) -> Member:
-        """Add or change a member. Raise ``Conflict`` when ``user_id`` is the owner."""
+        """Add or change a member (a change keeps ``added_at``). Raise ``Conflict`` when
+        ``user_id`` is the owner, ``ValueError`` for a role other than editor/viewer."""
 
     async def remove_member(self, project_id: str, user_id: str) -> bool:
         """Return False when the user was not a member."""
 
     async def list_members(self, project_id: str) -> list[Member]:
-        """The owner first, then members by user id."""
+        """The owner first (``added_at`` = the project's creation), then members by user
+        id."""
 
     # -- the document: update log, snapshots, compaction ----------------------------
 
     async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> AppendResult:
-        """Append ``(project_id, update)`` pairs in one transaction (group commit)."""
+        """Append ``(project_id, update)`` pairs in one transaction (group commit).
+
+        A project's entries get consecutive seqs in batch order and bump its
+        ``updated_at``. Entries of a missing project get None (see ``AppendResult``);
+        the rest commit. Durable when this returns.
+        """
 
     async def load_document(self, project_id: str, *, after_seq: int = 0) -> LoadedDoc:
-        """Latest snapshot + log tail (see ``LoadedDoc``). Raise ``NotFound``."""
+        """Latest snapshot + log tail (see ``LoadedDoc``), read as of one moment even
+        while a compaction commits. Raise ``NotFound``; ``ValueError`` if
+        ``after_seq < 0``."""
 
-    async def log_stats(self, project_id: str) -> LogStats: ...
+    async def log_stats(self, project_id: str) -> LogStats:
+        """Raise ``NotFound``."""
 
     async def acquire_compaction_lease(
         self, project_id: str, holder: str, ttl_s: float
     ) -> int | None:
-        """Take the project's compaction lease; return its fence token, or None if held."""
+        """Take the project's compaction lease for ``ttl_s`` (> 0) seconds; return its
+        fence token (growing with every acquire), or None while someone (whoever) holds
+        an unexpired lease. Raise ``NotFound``."""
 
     async def compact(
         self, project_id: str, *, fence: int, snapshot: bytes, through_seq: int
     ) -> bool:
         """In one transaction: check the fence still holds, store ``snapshot`` as covering
         every row ``<= through_seq``, delete those rows and release the lease. Return
-        False (and change nothing) when the fence was lost."""
+        False (and change nothing) when the fence was lost.
 
-    async def release_compaction_lease(self, project_id: str, fence: int) -> None: ...
+        A fence holds until a later acquire supersedes it or the lease is released, even
+        past its TTL (nobody else can have compacted meanwhile). A missing project
+        returns False. ``through_seq`` must lie between the current snapshot's seq and
+        the log head (``ValueError``).
+        """
+
+    async def release_compaction_lease(self, project_id: str, fence: int) -> None:
+        """Release the lease if ``fence`` still holds it; otherwise (or with no project)
+        do nothing."""
 
     # -- versions -------------------------------------------------------------------
 
@@ -202,7 +237,8 @@ class Store(Protocol):
         edge_count: int,
         log_seq: int,
     ) -> Version:
-        """Store an immutable version numbered 1, 2, ... per project."""
+        """Store an immutable version numbered 1, 2, ... per project (numbers never
+        clash, whichever instance creates them)."""
 
     async def list_versions(
         self, project_id: str, *, limit: int, cursor: str | None = None
@@ -215,19 +251,20 @@ class Store(Protocol):
     async def get_version_state(self, project_id: str, version: int) -> bytes:
         """The full encoded document of that version. Raise ``NotFound``."""
 
-    async def latest_version(self, project_id: str) -> Version | None: ...
+    async def latest_version(self, project_id: str) -> Version | None:
+        """None when the project has no version yet."""
 
     # -- notifications ----------------------------------------------------------------
 
     async def add_notifications(
         self, user_ids: Sequence[str], kind: str, payload: dict[str, Any]
     ) -> list[Notification]:
-        """One notification per user, in ``user_ids`` order."""
+        """One notification per user, in ``user_ids`` order; ``payload`` must be JSON."""
 
     async def list_notifications(
         self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None = None
     ) -> Page[Notification]:
-        """Newest first."""
+        """Newest first (``created_at``, then ``id``); users need not exist."""
 
     async def mark_notification_read(self, user_id: str, notification_id: str) -> Notification:
         """Idempotent. Raise ``NotFound`` when it is not this user's notification."""

@@ -1,9 +1,10 @@
 """Errors raised by stores.
 
     StoreError                 any failure of a store
-     +-- NotFound              the project / version / notification does not exist
+     +-- InvalidCursor         a page cursor that no listing of ours produced (also a ValueError)
+ +-- NotFound              the project / version / notification does not exist
      +-- Conflict              the write clashes with existing data (duplicate id, lost lease)
-     +-- StoreUnavailable      the database cannot be reached or failed; retry later
+     +-- StoreUnavailable      the database cannot be reached, failed, or the store is closed
 
 Each store translates its driver's errors into these where they enter our code
 (``from exc``), so nothing above ``persistence`` sees asyncpg or sqlite3 exceptions.
@@ -14,6 +15,10 @@ from __future__ import annotations
 
 class StoreError(Exception):
     """Any failure of a store."""
+
+
+class InvalidCursor(StoreError, ValueError):
+    """A page cursor that no listing of ours produced."""
 
 
 class NotFound(StoreError):
