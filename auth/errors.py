@@ -1,10 +1,10 @@
 """Errors of authentication and authorization.
 
-    AuthError (reason)             the caller is not who they claim (-> UNAUTHENTICATED)
-     +-- MissingToken              no token was presented
-     +-- InvalidToken              bad signature, algorithm, claims or format
-     +-- TokenExpired              ``exp`` is in the past
-    PermissionDenied               authenticated, but not allowed (-> FORBIDDEN)
+AuthError (reason)             the caller is not who they claim (-> UNAUTHENTICATED)
+ +-- MissingToken              no token was presented
+ +-- InvalidToken              bad signature, algorithm, claims or format
+ +-- TokenExpired              ``exp`` is in the past
+PermissionDenied               authenticated, but not allowed (-> FORBIDDEN)
 """
 
 from __future__ import annotations

@@ -73,7 +73,6 @@ class TokenVerifier:
         if alg not in self._algorithms:
             raise InvalidToken(f"algorithm {alg!r} is not accepted")
         key = self._secret if alg in HMAC_ALGORITHMS else self._public_key
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -82,7 +81,7 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
-                options={**options, "verify_aud": self._audience is not None},
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("the token has expired") from exc

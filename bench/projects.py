@@ -1,6 +1,6 @@
 """Create N projects for a benchmark run and print their ids, comma-separated.
 
-    python bench/projects.py --url http://127.0.0.1:8000 --token T --count 20
+python bench/projects.py --url http://127.0.0.1:8000 --token T --count 20
 """
 
 from __future__ import annotations

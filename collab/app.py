@@ -21,6 +21,7 @@ from auth.tokens import TokenVerifier
 from collab.api import admin as admin_api
 from collab.api import notifications as notifications_api
 from collab.api import projects as projects_api
+from collab.api import session as session_api
 from collab.api import versions as versions_api
 from collab.api.base import MAX_BODY_BYTES, error_middleware, json_response
 from collab.api.openapi import build_openapi
@@ -43,7 +44,7 @@ from persistence.errors import StoreUnavailable
 
 log = logging.getLogger("collab.app")
 
-API_MODULES = (projects_api, versions_api, notifications_api, admin_api)
+API_MODULES = (session_api, projects_api, versions_api, notifications_api, admin_api)
 # How long start-up waits for the database before giving up (a container may start
 # before Postgres accepts connections).
 STORE_START_TIMEOUT_S = 60.0
@@ -281,7 +282,11 @@ async def readyz(request: web.Request) -> web.Response:
         await asyncio.wait_for(svc.store.ping(), timeout=2.0)
         checks["store"] = {"ok": True, "kind": svc.store.kind}
     except Exception as exc:
-        checks["store"] = {"ok": False, "kind": svc.store.kind, "error": str(exc) or type(exc).__name__}
+        checks["store"] = {
+            "ok": False,
+            "kind": svc.store.kind,
+            "error": str(exc) or type(exc).__name__,
+        }
     checks["commits"] = {
         "ok": svc.committer.healthy,
         "pending": svc.committer.pending(),
@@ -291,8 +296,11 @@ async def readyz(request: web.Request) -> web.Response:
     checks["broker"] = {"ok": svc.broker.healthy, "kind": svc.broker.kind}
     ready = all(bool(c["ok"]) for c in checks.values()) and not svc.rooms.closing
     return json_response(
-        {"status": "ready" if ready else "unavailable", "instance": svc.settings.instance_id,
-         "checks": checks},
+        {
+            "status": "ready" if ready else "unavailable",
+            "instance": svc.settings.instance_id,
+            "checks": checks,
+        },
         status=200 if ready else 503,
     )
 

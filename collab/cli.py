@@ -90,7 +90,11 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     if settings.jwt_secret is None and settings.jwt_public_key_file is not None:
         print("tokens for RS*/ES* keys are issued by your identity provider", file=sys.stderr)
         return 2
-    roles = [r for r, on in ((settings.admin_role, args.admin), (settings.service_role, args.service)) if on]
+    roles = [
+        r
+        for r, on in ((settings.admin_role, args.admin), (settings.service_role, args.service))
+        if on
+    ]
     print(issue_token(_secret(settings), sub=args.sub, name=args.name, roles=roles, ttl_s=args.ttl))
     return 0
 
@@ -110,7 +114,9 @@ def _rooms(settings: Settings, args: argparse.Namespace) -> int:
     from auth.tokens import issue_token
 
     url = (args.url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    token = args.token or issue_token(_secret(settings), sub="cli", roles=[settings.admin_role], ttl_s=60)
+    token = args.token or issue_token(
+        _secret(settings), sub="cli", roles=[settings.admin_role], ttl_s=60
+    )
     request = urllib.request.Request(
         f"{url}/api/v1/admin/rooms?sort={args.sort}", headers={"Authorization": f"Bearer {token}"}
     )
@@ -134,17 +140,19 @@ def _table(data: dict[str, Any]) -> str:
     header = ("PROJECT", "INSTANCES", "CONNS", "USERS", "NODES", "EDGES", "BYTES", "UPD/S", "LAG S")
     rows = [header]
     for r in data["rooms"]:
-        rows.append((
-            r["project_id"],
-            ",".join(i["instance_id"] for i in r["instances"]),
-            str(r["connections"]),
-            ",".join(u.get("name") or u["id"] for u in r["users"]),
-            str(r["node_count"]),
-            str(r["edge_count"]),
-            str(r["doc_bytes"]),
-            f"{r['updates_per_s']:.1f}",
-            f"{r['commit_lag_s']:.2f}",
-        ))
+        rows.append(
+            (
+                r["project_id"],
+                ",".join(i["instance_id"] for i in r["instances"]),
+                str(r["connections"]),
+                ",".join(u.get("name") or u["id"] for u in r["users"]),
+                str(r["node_count"]),
+                str(r["edge_count"]),
+                str(r["doc_bytes"]),
+                f"{r['updates_per_s']:.1f}",
+                f"{r['commit_lag_s']:.2f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.append(f"{len(data['rooms'])} rooms on {len(data['instances'])} instances")

@@ -69,14 +69,17 @@ class Cluster:
                 )
             elif kind == "kick":
                 error = Forbidden(
-                    "an admin removed you from this room", {"reason": "kicked", "project_id": project_id}
+                    "an admin removed you from this room",
+                    {"reason": "kicked", "project_id": project_id},
                 )
                 for sid in self.transport.doc_sids(project_id, message["user"]):
                     await self.transport.kick(sid, self.rooms.rooms[project_id].namespace, error)
             elif kind == "close":
                 await self._kick_all(
                     project_id,
-                    Unavailable("an admin closed this room", {"reason": "closed", "project_id": project_id}),
+                    Unavailable(
+                        "an admin closed this room", {"reason": "closed", "project_id": project_id}
+                    ),
                 )
             elif kind == "read_only":
                 self._read_only(project_id, bool(message.get("read_only")))
@@ -96,7 +99,8 @@ class Cluster:
             access = Access.for_role(role, conn.principal)
             if access == Access.NONE:
                 await self.transport.kick(
-                    sid, room.namespace,
+                    sid,
+                    room.namespace,
                     Forbidden("you were removed from this project", {"project_id": project_id}),
                 )
                 continue
@@ -106,9 +110,11 @@ class Cluster:
                     Forbidden(
                         f"your role is now {role}", {"project_id": project_id, "role": role}
                     ).payload(),
-                    to=sid, namespace=room.namespace,
+                    to=sid,
+                    namespace=room.namespace,
                 )
             conn.access = access
+            conn.role = role
 
     async def _kick_all(self, project_id: str, error: CollabError) -> None:
         room = self.rooms.rooms.get(project_id)

@@ -15,6 +15,7 @@ nothing accepted is ever dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -75,6 +76,8 @@ class Committer:
         self._bytes = 0
         self._per_project: dict[str, int] = {}
         self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()  # set whenever the queue is empty
+        self._drained.set()
         self._idle: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
@@ -95,6 +98,7 @@ class Committer:
         self._bytes += len(update)
         self._per_project[project_id] = self._per_project.get(project_id, 0) + 1
         self._idle.setdefault(project_id, asyncio.Event()).clear()
+        self._drained.clear()
         self._wakeup.set()
         self._metrics.commit_pending.set(len(self._queue))
         return fut
@@ -120,9 +124,9 @@ class Committer:
 
     async def flush_all(self, timeout: float) -> bool:
         """Wait (bounded) until the queue is empty; True when it is."""
-        deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self._queue:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
         return not self._queue
 
     async def start(self) -> None:
@@ -139,10 +143,8 @@ class Committer:
                 log.error("closing with %d updates not stored", len(self._queue))
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         for item in self._queue:
             item.future.cancel()  # an ack waiter then reports UNAVAILABLE
@@ -211,6 +213,8 @@ class Committer:
                 item.future.set_result(seq)
             self._metrics.commit_latency.observe(time.monotonic() - item.queued_at)
         self._metrics.commit_pending.set(len(self._queue))
+        if not self._queue:
+            self._drained.set()
         if self._on_committed is not None:
             for project_id, project_seqs in by_project.items():
                 try:

@@ -4,8 +4,8 @@ One instance at a time per project: the store's lease, whose fence token is chec
 the same transaction that writes the snapshot and trims the log, so a compactor that
 lost its lease (paused, slow) changes nothing. The work reads only what the *store*
 holds (never the live doc, which may hold updates not yet durable), runs in a thread,
-and never drops causally pending structs (PROTOCOL-NOTES §3): raw updates the merged
-doc could not integrate are merged into the snapshot as they are.
+and never drops causally pending structs (PROTOCOL-NOTES §3): what the causal gate still
+holds is merged into the snapshot as it is.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ LEASE_TTL_S = 120.0
 
 
 def merge(loaded: LoadedDoc) -> bytes:
-    """The snapshot that replaces ``loaded`` (snapshot + tail), pending structs kept."""
-    doc, _bad = build_doc(loaded)
+    """The snapshot that replaces ``loaded`` (snapshot + tail), with the structs that
+    still wait for predecessors kept as they are."""
+    doc, gate, _bad = build_doc(loaded)
     merged = doc.get_update()
-    sv = doc.get_state()
-    raw = ([loaded.snapshot] if loaded.snapshot else []) + [e.update for e in loaded.updates]
-    pending = [u for u in raw if pycrdt.get_update(u, sv)[:1] != b"\x00"]
-    if pending:
-        merged = pycrdt.merge_updates(merged, *pending)
+    parked = gate.parked_update()
+    if parked is not None:
+        merged = pycrdt.merge_updates(merged, parked)
     return merged
 
 

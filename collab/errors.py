@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from auth.errors import AuthError, PermissionDenied
-from persistence.errors import Conflict, NotFound, StoreError, StoreUnavailable
+from persistence.errors import Conflict, InvalidCursor, NotFound, StoreError, StoreUnavailable
 
 
 class CollabError(Exception):
@@ -112,6 +112,8 @@ def to_collab_error(exc: BaseException) -> CollabError:
         return Forbidden(str(exc))
     if isinstance(exc, AuthError):
         return Unauthenticated(str(exc), {"reason": exc.reason})
+    if isinstance(exc, InvalidCursor):
+        return BadRequest("invalid page cursor; use the next_cursor of a previous page")
     if isinstance(exc, NotFound):
         return NotFoundError(str(exc) or "not found")
     if isinstance(exc, Conflict):

@@ -32,20 +32,28 @@ class Metrics:
             "collab_messages_out_total", "Socket messages sent to clients", ["event"], registry=r
         )
         self.fanout_seconds = Histogram(
-            "collab_fanout_seconds", "Time to hand an update to local sockets",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "collab_fanout_seconds",
+            "Time to hand an update to local sockets",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit_seconds = Histogram(
-            "collab_commit_seconds", "Duration of one group-commit transaction",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "collab_commit_seconds",
+            "Duration of one group-commit transaction",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit_latency = Histogram(
-            "collab_commit_latency_seconds", "Accepted -> durable, per update",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "collab_commit_latency_seconds",
+            "Accepted -> durable, per update",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit_batch_size = Histogram(
-            "collab_commit_batch_size", "Updates per commit",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=r,
+            "collab_commit_batch_size",
+            "Updates per commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=r,
         )
         self.commit_pending = Gauge(
             "collab_commit_pending", "Updates waiting for the store (commit lag)", registry=r
@@ -58,7 +66,8 @@ class Metrics:
         )
         self.stream_lag_seconds = Gauge(
             "collab_stream_lag_seconds",
-            "Publish -> delivery delay of the newest stream entry read", registry=r,
+            "Publish -> delivery delay of the newest stream entry read",
+            registry=r,
         )
         self.broker_dropped = Gauge(
             "collab_broker_dropped_ops", "Broker writes dropped past the queue bound", registry=r
@@ -71,7 +80,9 @@ class Metrics:
         )
         self.versions = Counter("collab_versions_total", "Versions created", ["kind"], registry=r)
         self.room_loads = Histogram(
-            "collab_room_load_seconds", "Time to load a room", buckets=_LATENCY_BUCKETS,
+            "collab_room_load_seconds",
+            "Time to load a room",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self._refreshers: list[Callable[[], None]] = []

@@ -60,4 +60,6 @@ class Notifier:
             log.warning("could not load unread notifications for %s", principal.user_id)
             return
         for n in reversed(page.items):  # oldest first, like live delivery
-            await self.transport.sio.emit(EV_NOTIFICATION, notification_json(n), to=sid, namespace="/")
+            await self.transport.sio.emit(
+                EV_NOTIFICATION, notification_json(n), to=sid, namespace="/"
+            )

@@ -2,10 +2,11 @@
 
 We keep our own table instead of ``pycrdt.Awareness`` because the server needs three
 things it does not do: know which socket owns which awareness client id (to remove a
-socket's entries the moment it disconnects, and to ignore the echoes of others' entries
-that the stock client sends back), stamp the authenticated identity into each state (a client cannot claim to be
-someone else), and coalesce: entries changed since the last flush go out as one
-message per room per tick, so a storm of cursor moves costs one emit per tick.
+socket's entries the moment it disconnects, and to ignore the echoes of others'
+entries that the stock client sends back), stamp the authenticated identity into each
+state (a client cannot claim to be someone else), and coalesce: entries changed since
+the last flush go out as one message per room per tick, so a storm of cursor moves
+costs one emit per tick.
 
 Apply rules follow y-protocols: an entry is taken when its clock is newer, or equal with
 a null state for a present entry (a removal reusing the current clock).
@@ -132,7 +133,8 @@ class Presence:
         for cid in [
             cid
             for cid, e in self.entries.items()
-            if e.state_json == "null" and now - e.updated > OUTDATED_TIMEOUT_S
+            if e.state_json == "null"
+            and now - e.updated > OUTDATED_TIMEOUT_S
             and cid not in self._dirty
         ]:
             del self.entries[cid]
@@ -180,7 +182,11 @@ class Presence:
     def encode_all(self) -> bytes:
         """Every present state, for a newly connected client."""
         return encode_awareness(
-            [(cid, e.clock, e.state_json) for cid, e in self.entries.items() if e.state_json != "null"]
+            [
+                (cid, e.clock, e.state_json)
+                for cid, e in self.entries.items()
+                if e.state_json != "null"
+            ]
         )
 
     def users(self) -> list[dict[str, Any]]:

@@ -48,8 +48,7 @@ def project_id_from_namespace(namespace: str) -> str:
 def check_project_id(project_id: str) -> None:
     if not PROJECT_ID_RE.fullmatch(project_id):
         raise InvalidProjectId(
-            "project ids are 1-128 characters of A-Z a-z 0-9 _ . : - "
-            "(no '?', '#', ',' or '/')",
+            "project ids are 1-128 characters of A-Z a-z 0-9 _ . : - (no '?', '#', ',' or '/')",
             {"project_id": project_id[:200]},
         )
 

@@ -78,6 +78,11 @@ class Registry:
         rooms: list[dict[str, Any]] = []
         for instance_id, info in instances.items():
             for room in info.get("rooms", []):
-                rooms.append({**room, "instance_id": instance_id,
-                              "heartbeat_at": info.get("updated_at", time.time())})
+                rooms.append(
+                    {
+                        **room,
+                        "instance_id": instance_id,
+                        "heartbeat_at": info.get("updated_at", time.time()),
+                    }
+                )
         return rooms

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import orjson
 import pycrdt
-from pycrdt import Doc, Map
+from pycrdt import Doc
 
 from auth.permissions import Access
 from auth.principal import Principal
@@ -42,10 +42,11 @@ from collab.commit import Committer
 from collab.errors import CollabError, InvalidUpdate, Unavailable
 from collab.metrics import Metrics
 from collab.presence import Presence
+from collab.protocol import EV_AWARENESS, EV_SYNC_UPDATE, NAMESPACE_PREFIX
 from collab.ratelimit import TokenBucket
-from collab.protocol import EMPTY_UPDATE, EV_AWARENESS, EV_SYNC_UPDATE, NAMESPACE_PREFIX
 from collab.settings import Settings
-from persistence.base import LoadedDoc, Store
+from collab.yupdate import Gate, StateVector, UpdateDecodeError, decode_state_vector
+from persistence.base import LoadedDoc, LogEntry, Store
 from persistence.errors import NotFound, StoreError
 
 log = logging.getLogger("collab.rooms")
@@ -96,6 +97,7 @@ class Conn:
     refusals: TokenBucket = field(default_factory=lambda: TokenBucket(1e9, 1e9))
     connected_at: float = field(default_factory=time.time)
     read_only_reason: str | None = None  # set when an admin made the room read-only
+    role: str | None = None  # project role ("owner", "editor", "viewer"); None = admin/service
 
     @property
     def namespace(self) -> str:
@@ -108,7 +110,7 @@ class Room:
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
         self.namespace = NAMESPACE_PREFIX + project_id
-        self.doc = Doc()
+        self.doc = Doc[Any]()
         self.presence = Presence()
         self.conns: dict[str, Conn] = {}
         self.holds = 0  # REST operations using the room
@@ -125,6 +127,8 @@ class Room:
         self.unload_handle: asyncio.TimerHandle | None = None
         self.presence_handle: asyncio.TimerHandle | None = None
         self.broken = False
+        self.gate = Gate()
+        self._sv: StateVector | None = None
         self._captured: list[bytes] = []
         self._sub = self.doc.observe(self._on_transaction)
 
@@ -136,57 +140,76 @@ class Room:
         self._captured.append(event.update)
 
     def apply(self, update: bytes) -> tuple[bytes | None, bool]:
-        """Apply an update. Return (the effective change or None, has pending structs).
+        """Apply what is causally ready of an update (see ``collab.yupdate``).
 
-        Raises ``InvalidUpdate`` when the bytes are not a Yjs update (doc untouched),
-        and ``RoomBroken`` after a pycrdt panic (doc possibly half-applied).
+        Returns (the change to relay, or None when nothing changed; whether part of the
+        update waits for its predecessors). Raises ``InvalidUpdate`` when the bytes are
+        not a Yjs update (doc untouched), and ``RoomBroken`` after a pycrdt panic.
         """
-        self._captured.clear()
         try:
-            with self.doc.transaction():
-                self.doc.apply_update(update)
-        except (ValueError, RuntimeError) as exc:
-            self._captured.clear()
+            split = self.gate.split(update, self.state_vector())
+        except UpdateDecodeError as exc:
             raise InvalidUpdate("malformed update", {"reason": str(exc)[:200]}) from exc
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-                raise
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            # pyo3_runtime.PanicException derives from BaseException.
-            self._captured.clear()
-            self.broken = True
-            raise RoomBroken(str(exc)[:200]) from exc
+        self._captured.clear()
+        chunk, sv = split.ready, split.sv
+        while chunk is not None:
+            self._integrate(chunk, sv)
+            released = self.gate.release(sv)
+            chunk, sv = released if released is not None else (None, sv)
         captured = list(self._captured)
         self._captured.clear()
-        effective = None
-        if captured:
-            effective = captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
-        if effective is not None:
-            return effective, False
-        pending = update != EMPTY_UPDATE and pycrdt.get_update(update, self.doc.get_state())[:1] != b"\x00"
-        return None, pending
+        if not captured:
+            return None, split.parked
+        return (
+            captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
+        ), split.parked
 
-    def change(self, mutate: Callable[[Doc], None]) -> bytes | None:
+    def _integrate(self, chunk: bytes, sv_after: StateVector) -> None:
+        """Hand a causally complete update to yrs (which then has state ``sv_after``)."""
+        try:
+            with self.doc.transaction():
+                self.doc.apply_update(chunk)
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidUpdate("malformed update", {"reason": str(exc)[:200]}) from exc
+        except BaseException as exc:
+            if isinstance(
+                exc, KeyboardInterrupt | SystemExit | GeneratorExit | asyncio.CancelledError
+            ):
+                raise
+            # pyo3_runtime.PanicException derives from BaseException.
+            self._sv = None
+            self.broken = True
+            raise RoomBroken(str(exc)[:200]) from exc
+        self._sv = sv_after
+
+    def state_vector(self) -> StateVector:
+        if self._sv is None:
+            self._sv = decode_state_vector(self.doc.get_state())
+        return self._sv
+
+    def change(self, mutate: Callable[[Doc[Any]], None]) -> bytes | None:
         """Run a server-side change in one transaction; return its update."""
         self._captured.clear()
         with self.doc.transaction():
             mutate(self.doc)
+        self._sv = None
         captured = list(self._captured)
         self._captured.clear()
         if not captured:
             return None
         return captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
 
-    def replace_doc(self, doc: Doc) -> None:
-        """Swap in a rebuilt document (after a panic or a failed catch-up)."""
+    def replace_doc(self, doc: Doc[Any], gate: Gate) -> None:
+        """Swap in a (re)built document and the updates still waiting for it."""
         self.doc.unobserve(self._sub)
         self.doc = doc
+        self.gate = gate
+        self._sv = None
         self._sub = self.doc.observe(self._on_transaction)
         self.broken = False
 
     def graph(self) -> dict[str, Any]:
-        return graph.materialize(self.doc)
+        return dict(graph.materialize(self.doc))
 
     def note_committed(self, seqs: list[int | None]) -> None:
         """Advance ``store_seq`` over contiguous seqs this instance committed."""
@@ -228,7 +251,7 @@ class Room:
                 {
                     "id": conn.principal.user_id,
                     "name": conn.principal.display_name,
-                    "role": conn.access.name.lower(),
+                    "role": conn.role or ("admin" if conn.principal.is_admin else "service"),
                     "connections": 0,
                 },
             )
@@ -297,6 +320,7 @@ class RoomManager:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.broker.subscribe(CONTROL_CHANNEL)
         self._maintenance = asyncio.create_task(self._maintain(), name="collab-rooms-maintain")
 
     async def close(self) -> None:
@@ -362,10 +386,10 @@ class RoomManager:
             position = await self.broker.join_stream(pid)
             await self.broker.subscribe(presence_channel(pid))
             loaded = await self.store.load_document(pid)
-            doc, bad = await asyncio.to_thread(build_doc, loaded)
+            doc, gate, bad = await asyncio.to_thread(build_doc, loaded)
             for seq in bad:
                 log.error("skipped an unreadable log row", extra={"project": pid, "seq": seq})
-            room.replace_doc(doc)
+            room.replace_doc(doc, gate)
             room.store_seq = loaded.head_seq
             # Entries published but maybe not stored yet: from the oldest marker on.
             markers = await self.broker.inflight_markers(pid)
@@ -380,7 +404,9 @@ class RoomManager:
         except BaseException as exc:
             await self._discard(room)
             room.load_error = (
-                exc if isinstance(exc, CollabError | NotFound) else Unavailable(
+                exc
+                if isinstance(exc, CollabError | NotFound)
+                else Unavailable(
                     "the document could not be loaded, retry later", {"reason": type(exc).__name__}
                 )
             )
@@ -416,7 +442,9 @@ class RoomManager:
     async def _unload(self, room: Room, *, final: bool = False) -> None:
         async with self._lock(room.project_id):
             room.unload_handle = None
-            if not final and (room.conns or room.holds or self.rooms.get(room.project_id) is not room):
+            if not final and (
+                room.conns or room.holds or self.rooms.get(room.project_id) is not room
+            ):
                 return
             # Everything accepted must be durable before the doc goes away.
             await self.committer.flushed(room.project_id)
@@ -494,9 +522,12 @@ class RoomManager:
         self.metrics.updates_in.labels(origin.value).inc()
         self.metrics.update_bytes_in.inc(len(update))
         if effective is not None:
-            if room.unversioned_since is None and origin is not Origin.STORE:
+            if room.unversioned_since is None:
                 room.unversioned_since = time.time()
-            self._broadcast(room, EV_SYNC_UPDATE, effective, skip=sender)
+            # Relay what the doc integrated, in the order it did: clients then never
+            # hold structs whose predecessors they lack. When this update released
+            # parked ones, the sender lacks nothing of it but others may: skip nobody.
+            self._broadcast(room, EV_SYNC_UPDATE, effective, skip=sender if not pending else None)
         if not stores:
             return None
         if self.committer.pending(room.project_id) == 0:
@@ -504,7 +535,9 @@ class RoomManager:
         self.broker.publish_update(room.project_id, update)
         return self.committer.submit(room.project_id, update)
 
-    def server_change(self, room: Room, mutate: Callable[[Doc], None]) -> asyncio.Future[int | None] | None:
+    def server_change(
+        self, room: Room, mutate: Callable[[Doc[Any]], None]
+    ) -> asyncio.Future[int | None] | None:
         """Apply a server-side change (import, restore) as a normal forward edit."""
         update = room.change(mutate)
         if update is None:
@@ -530,7 +563,9 @@ class RoomManager:
         ):
             self.on_compact_due(project_id)
 
-    def _broadcast(self, room: Room, event: str, payload: bytes, *, skip: str | set[str] | None) -> None:
+    def _broadcast(
+        self, room: Room, event: str, payload: bytes, *, skip: str | set[str] | None
+    ) -> None:
         if not room.conns or self.emitter is None:
             return
         if isinstance(skip, str) and len(room.conns) == 1 and skip in room.conns:
@@ -555,11 +590,15 @@ class RoomManager:
                 await asyncio.sleep(1.0)
                 self.spawn(self.rebuild(room), f"rebuild:{room.project_id}")
                 return
-            doc, _ = await asyncio.to_thread(build_doc, loaded)
-            for update in self.committer.queued(room.project_id):
-                with contextlib.suppress(Exception):
-                    doc.apply_update(update)
-            room.replace_doc(doc)
+            queued = self.committer.queued(room.project_id)
+            rebuilt = LoadedDoc(
+                snapshot=loaded.snapshot,
+                snapshot_seq=loaded.snapshot_seq,
+                updates=[*loaded.updates, *(LogEntry(-1, u) for u in queued)],
+                head_seq=loaded.head_seq,
+            )
+            doc, gate, _ = await asyncio.to_thread(build_doc, rebuilt)
+            room.replace_doc(doc, gate)
             room.store_seq = loaded.head_seq
             log.warning("room %s rebuilt after a failed update", room.project_id)
         await self.resync_clients(room)
@@ -609,7 +648,9 @@ class RoomManager:
             return
         self._apply_entries(room, entries, broadcast=True)
 
-    def _apply_entries(self, room: Room, entries: list[StreamEntry], *, broadcast: bool = False) -> None:
+    def _apply_entries(
+        self, room: Room, entries: list[StreamEntry], *, broadcast: bool = False
+    ) -> None:
         for entry in entries:
             if entry.origin == self.broker.instance_id:
                 continue
@@ -695,7 +736,7 @@ class RoomManager:
     async def reconcile(self, room: Room) -> None:
         """Append ``live doc - stored doc`` to the log (no-op when the store has it all)."""
         loaded = await self.store.load_document(room.project_id)
-        stored, _ = await asyncio.to_thread(build_doc, loaded)
+        stored, _, _ = await asyncio.to_thread(build_doc, loaded)
         diff = room.doc.get_update(stored.get_state())
         changed: list[bytes] = []
         sub = stored.observe(lambda e: changed.append(e.update))
@@ -704,7 +745,9 @@ class RoomManager:
         if changed:
             fut = self.committer.submit(room.project_id, diff)
             await fut
-            log.warning("stored updates orphaned by a dead instance", extra={"project": room.project_id})
+            log.warning(
+                "stored updates orphaned by a dead instance", extra={"project": room.project_id}
+            )
 
     # -- maintenance --------------------------------------------------------------------
 
@@ -751,24 +794,30 @@ def _id_key(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def build_doc(loaded: LoadedDoc) -> tuple[Doc, list[int]]:
-    """A fresh doc from snapshot + log (run in a thread for long logs).
-
-    Rows that cannot be applied are skipped (and reported), so one bad row never
-    makes a whole project unloadable.
-    """
-    doc = Doc()
+def build_doc(loaded: LoadedDoc) -> tuple[Doc[Any], Gate, list[int]]:
+    """A fresh doc from snapshot + log, through the causal gate (run in a thread for
+    long logs). Returns the doc, what still waits for predecessors, and the seqs of
+    rows that could not be read (skipped and reported: one bad row never makes a
+    project unloadable)."""
+    doc = Doc[Any]()
+    gate = Gate()
     bad: list[int] = []
+    sv: StateVector = {}
+    entries = ([LogEntry(0, loaded.snapshot)] if loaded.snapshot else []) + loaded.updates
     with doc.transaction():
-        if loaded.snapshot:
-            doc.apply_update(loaded.snapshot)
-        for entry in loaded.updates:
+        for entry in entries:
             try:
-                doc.apply_update(entry.update)
+                split = gate.split(entry.update, sv)
+                chunk, after = split.ready, split.sv
+                while chunk is not None:
+                    doc.apply_update(chunk)
+                    sv = after
+                    released = gate.release(sv)
+                    chunk, after = released if released is not None else (None, sv)
             except Exception:
                 bad.append(entry.seq)
             except BaseException as exc:  # pyo3 PanicException
                 if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                     raise
                 bad.append(entry.seq)
-    return doc, bad
+    return doc, gate, bad

@@ -39,7 +39,6 @@ from collab.errors import (
     to_collab_error,
 )
 from collab.metrics import Metrics
-from collab.ratelimit import TokenBucket
 from collab.protocol import (
     EMPTY_UPDATE,
     EV_AWARENESS,
@@ -50,6 +49,7 @@ from collab.protocol import (
     as_bytes,
     project_id_from_namespace,
 )
+from collab.ratelimit import TokenBucket
 from collab.rooms import Conn, Origin, Room, RoomManager
 from collab.settings import Settings
 from persistence.base import Store
@@ -114,7 +114,9 @@ class _UncompressedWebSocket(aiohttp_driver.WebSocket):  # type: ignore[misc]
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
         request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        self._sock = WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
         await self._sock.prepare(request)
         self.environ = environ
         await self.handler(self)
@@ -263,6 +265,7 @@ class SocketTransport:
             project_id=project_id,
             principal=principal,
             access=access,
+            role=role,
             # Averaged over 10 s so that bursts (a paste, a drag) pass.
             messages=TokenBucket(
                 self.settings.messages_per_second, self.settings.messages_per_second * 10
@@ -277,7 +280,9 @@ class SocketTransport:
 
     async def _greet(self, room: Room, sid: str) -> None:
         await self.send_sync_step_1(room, sid)
-        await self.sio.emit(EV_AWARENESS, room.presence.encode_all(), to=sid, namespace=room.namespace)
+        await self.sio.emit(
+            EV_AWARENESS, room.presence.encode_all(), to=sid, namespace=room.namespace
+        )
 
     async def send_sync_step_1(self, room: Room, sid: str) -> None:
         """Ask the client for everything our doc lacks (its ack is applied as an update)."""
@@ -286,7 +291,11 @@ class SocketTransport:
             await self._on_step_2(room, sid, args[0] if args else None)
 
         await self.sio.emit(
-            EV_SYNC_STEP_1, room.doc.get_state(), to=sid, namespace=room.namespace, callback=on_reply
+            EV_SYNC_STEP_1,
+            room.doc.get_state(),
+            to=sid,
+            namespace=room.namespace,
+            callback=on_reply,
         )
 
     async def _on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
@@ -415,7 +424,9 @@ class SocketTransport:
         try:
             payload = args[0] if args else None
             principal = self._authenticate(payload)
-            current = self.main.get(sid) if namespace == "/" else self._conn(namespace, sid).principal
+            current = (
+                self.main.get(sid) if namespace == "/" else self._conn(namespace, sid).principal
+            )
             if current is None or current.user_id != principal.user_id:
                 raise Forbidden("the new token is for another user")
             if namespace == "/":
@@ -447,13 +458,17 @@ class SocketTransport:
         if room is None:
             return []
         return [
-            sid for sid, c in room.conns.items() if user_id is None or c.principal.user_id == user_id
+            sid
+            for sid, c in room.conns.items()
+            if user_id is None or c.principal.user_id == user_id
         ]
 
     async def expire_tokens(self) -> None:
         """Disconnect sockets whose token expired and was not refreshed in-band."""
         now = time.time() - self.settings.jwt_leeway_s
-        error = Unauthenticated("your token expired; reconnect with a new one", {"reason": "expired"})
+        error = Unauthenticated(
+            "your token expired; reconnect with a new one", {"reason": "expired"}
+        )
         for sid, conn in list(self.conns.items()):
             if conn.principal.expires_at is not None and conn.principal.expires_at < now:
                 await self.kick(sid, conn.namespace, error)
@@ -468,11 +483,11 @@ class SocketTransport:
         return len(sids)
 
 
-def _would_change(doc: Doc, update: bytes) -> bool:
+def _would_change(doc: Doc[Any], update: bytes) -> bool:
     """Would applying ``update`` change ``doc``? (Checked on a copy.)"""
     if pycrdt.get_update(update, doc.get_state())[:1] != b"\x00":
         return True  # structs we do not have
-    copy = Doc()
+    copy = Doc[Any]()
     copy.apply_update(doc.get_update())
     fired: list[bool] = []
     sub = copy.observe(lambda _e: fired.append(True))

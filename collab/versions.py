@@ -54,7 +54,9 @@ class Versions:
                     room.unversioned_since = since or time.time()
                 raise
         self.metrics.versions.labels(kind).inc()
-        log.info("version %d saved", version.version, extra={"project": room.project_id, "kind": kind})
+        log.info(
+            "version %d saved", version.version, extra={"project": room.project_id, "kind": kind}
+        )
         return version
 
     async def auto(self, room: Room, reason: str) -> None:
@@ -91,6 +93,6 @@ class Versions:
 
 
 def _materialize_state(state: bytes) -> dict[str, Any]:
-    doc = Doc()
+    doc = Doc[Any]()
     doc.apply_update(state)
-    return graph.materialize(doc)
+    return dict(graph.materialize(doc))

@@ -27,8 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-not-for-production-0123456789"
 
 
-def token(sub: str, name: str | None = None, *, admin: bool = False, service: bool = False,
-          ttl: float = 3600.0, secret: str = TEST_SECRET) -> str:
+def token(
+    sub: str,
+    name: str | None = None,
+    *,
+    admin: bool = False,
+    service: bool = False,
+    ttl: float = 3600.0,
+    secret: str = TEST_SECRET,
+) -> str:
     roles = [r for r, on in (("admin", admin), ("service", service)) if on]
     return issue_token(secret, sub=sub, name=name or sub.title(), roles=roles, ttl_s=ttl)
 
@@ -69,9 +76,8 @@ class InProcessServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        assert self._runner.addresses, "the site is not listening"
+        self.port = int(self._runner.addresses[0][1])
         return self
 
     async def __aexit__(
@@ -84,8 +90,14 @@ class InProcessServer:
 class ServerProcess:
     """``python -m collab serve`` as a child process, stopped by PID."""
 
-    def __init__(self, env: Mapping[str, str], *, port: int | None = None, name: str = "srv",
-                 log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        port: int | None = None,
+        name: str = "srv",
+        log_dir: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.name = name
         self.env = {
@@ -108,7 +120,10 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "collab", "serve"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         await wait_http(f"{self.url}/healthz", timeout=timeout, proc=self.proc, log=self.log_path)
@@ -139,8 +154,13 @@ class ServerProcess:
             return ""
 
 
-async def wait_http(url: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None,
-                    log: Path | None = None) -> None:
+async def wait_http(
+    url: str,
+    *,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while True:
@@ -158,8 +178,9 @@ async def wait_http(url: str, *, timeout: float, proc: subprocess.Popen[bytes] |
             await asyncio.sleep(0.05)
 
 
-async def wait_for(predicate: Any, *, timeout: float = 10.0, interval: float = 0.02,
-                   message: str = "condition") -> Any:
+async def wait_for(
+    predicate: Any, *, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> Any:
     """Poll an (async or sync) predicate until truthy; return its value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -183,8 +204,16 @@ class Rest:
     async def close(self) -> None:
         await self.session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, *, token: str | None = None,
-                      raw: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         h = dict(headers or {})
         if token is not None:
             h["Authorization"] = f"Bearer {token}"
@@ -201,6 +230,15 @@ class Rest:
             except ValueError:
                 data = text
             return r.status, data
+
+    async def root(self, path: str) -> tuple[int, Any]:
+        """GET outside /api/v1 (``/readyz``, ``/metrics``...)."""
+        async with self.session.get(self.base.removesuffix("/api/v1") + path) as r:
+            text = await r.text()
+            try:
+                return r.status, await r.json(content_type=None)
+            except ValueError:
+                return r.status, text
 
     async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         return await self.request("GET", path, **kw)

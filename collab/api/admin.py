@@ -6,6 +6,7 @@ broker's control channel and are carried out by whichever instances hold the roo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from collab.api.base import Api, Ctx
@@ -34,7 +35,7 @@ ROOM_SCHEMA: dict[str, Any] = {
     },
 }
 
-_SORT_KEYS = {
+_SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "activity": lambda r: -float(r.get("last_activity") or 0),
     "connections": lambda r: -int(r.get("connections") or 0),
     "updates": lambda r: -float(r.get("updates_per_s") or 0),
@@ -73,8 +74,11 @@ def merge_rooms(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "read_only": False,
             }
         row["instances"].append(
-            {"instance_id": e["instance_id"], "connections": e.get("connections", 0),
-             "heartbeat_at": e.get("heartbeat_at")}
+            {
+                "instance_id": e["instance_id"],
+                "connections": e.get("connections", 0),
+                "heartbeat_at": e.get("heartbeat_at"),
+            }
         )
         row["connections"] += int(e.get("connections", 0))
         row["updates_per_s"] = round(row["updates_per_s"] + float(e.get("updates_per_s", 0)), 2)
@@ -100,8 +104,13 @@ def merge_rooms(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @api.route(
-    "GET", "/admin/rooms", summary="Live rooms on every instance (admins)", tag="admin",
-    query=RoomsQuery, response_schema=ROOMS_SCHEMA, errors=(400, 401, 403),
+    "GET",
+    "/admin/rooms",
+    summary="Live rooms on every instance (admins)",
+    tag="admin",
+    query=RoomsQuery,
+    response_schema=ROOMS_SCHEMA,
+    errors=(400, 401, 403),
 )
 async def list_rooms(ctx: Ctx) -> dict[str, Any]:
     registry = _admin(ctx)
@@ -112,15 +121,23 @@ async def list_rooms(ctx: Ctx) -> dict[str, Any]:
     return {
         "rooms": rows,
         "instances": [
-            {"instance_id": i, "rooms": len(info.get("rooms", [])), "updated_at": info.get("updated_at")}
+            {
+                "instance_id": i,
+                "rooms": len(info.get("rooms", [])),
+                "updated_at": info.get("updated_at"),
+            }
             for i, info in sorted(instances.items())
         ],
     }
 
 
 @api.route(
-    "GET", "/admin/rooms/{project_id}", summary="One live room, its users and presence",
-    tag="admin", response_schema=ROOM_SCHEMA, errors=(400, 401, 403, 404),
+    "GET",
+    "/admin/rooms/{project_id}",
+    summary="One live room, its users and presence",
+    tag="admin",
+    response_schema=ROOM_SCHEMA,
+    errors=(400, 401, 403, 404),
 )
 async def get_room(ctx: Ctx) -> dict[str, Any]:
     registry = _admin(ctx)
@@ -132,8 +149,13 @@ async def get_room(ctx: Ctx) -> dict[str, Any]:
 
 
 @api.route(
-    "POST", "/admin/rooms/{project_id}/snapshot", summary="Force a version now", tag="admin",
-    response=VersionOut, status=201, errors=(400, 401, 403, 404),
+    "POST",
+    "/admin/rooms/{project_id}/snapshot",
+    summary="Force a version now",
+    tag="admin",
+    response=VersionOut,
+    status=201,
+    errors=(400, 401, 403, 404),
 )
 async def snapshot(ctx: Ctx) -> VersionOut:
     _admin(ctx)
@@ -146,8 +168,13 @@ async def snapshot(ctx: Ctx) -> VersionOut:
 
 
 @api.route(
-    "POST", "/admin/rooms/{project_id}/kick", summary="Disconnect a user from the room",
-    tag="admin", body=KickRequest, response=ActionOut, errors=(400, 401, 403, 404, 422),
+    "POST",
+    "/admin/rooms/{project_id}/kick",
+    summary="Disconnect a user from the room",
+    tag="admin",
+    body=KickRequest,
+    response=ActionOut,
+    errors=(400, 401, 403, 404, 422),
 )
 async def kick(ctx: Ctx) -> ActionOut:
     _admin(ctx)
@@ -158,8 +185,12 @@ async def kick(ctx: Ctx) -> ActionOut:
 
 
 @api.route(
-    "POST", "/admin/rooms/{project_id}/close", summary="Close the room: disconnect everyone",
-    tag="admin", response=ActionOut, errors=(400, 401, 403, 404),
+    "POST",
+    "/admin/rooms/{project_id}/close",
+    summary="Close the room: disconnect everyone",
+    tag="admin",
+    response=ActionOut,
+    errors=(400, 401, 403, 404),
 )
 async def close(ctx: Ctx) -> ActionOut:
     _admin(ctx)
@@ -175,8 +206,13 @@ async def close(ctx: Ctx) -> ActionOut:
 
 
 @api.route(
-    "POST", "/admin/rooms/{project_id}/read-only", summary="Make the room read-only (or not)",
-    tag="admin", body=ReadOnlyRequest, response=ActionOut, errors=(400, 401, 403, 404, 422),
+    "POST",
+    "/admin/rooms/{project_id}/read-only",
+    summary="Make the room read-only (or not)",
+    tag="admin",
+    body=ReadOnlyRequest,
+    response=ActionOut,
+    errors=(400, 401, 403, 404, 422),
 )
 async def read_only(ctx: Ctx) -> ActionOut:
     _admin(ctx)

@@ -111,8 +111,20 @@ class Api:
         def register(fn: Handler) -> Handler:
             self.routes.append(
                 Route(
-                    method, self.prefix + path, fn, summary, tag, body, body_schema, query,
-                    response, response_schema, status, errors, auth, content_type,
+                    method,
+                    self.prefix + path,
+                    fn,
+                    summary,
+                    tag,
+                    body,
+                    body_schema,
+                    query,
+                    response,
+                    response_schema,
+                    status,
+                    errors,
+                    auth,
+                    content_type,
                 )
             )
             return fn

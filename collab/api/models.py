@@ -44,8 +44,12 @@ class ProjectOut(BaseModel):
     @classmethod
     def of(cls, p: Project, role: str | None = None) -> ProjectOut:
         return cls(
-            id=p.id, name=p.name, owner=p.owner, created_at=p.created_at,
-            updated_at=p.updated_at, role=role,  # type: ignore[arg-type]
+            id=p.id,
+            name=p.name,
+            owner=p.owner,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+            role=role,  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -96,8 +100,12 @@ class VersionOut(BaseModel):
     @classmethod
     def of(cls, v: Version) -> VersionOut:
         return cls(
-            version=v.version, label=v.label, created_by=v.created_by,
-            created_at=v.created_at, node_count=v.node_count, edge_count=v.edge_count,
+            version=v.version,
+            label=v.label,
+            created_by=v.created_by,
+            created_at=v.created_at,
+            node_count=v.node_count,
+            edge_count=v.edge_count,
         )
 
 
@@ -138,8 +146,12 @@ class NotificationOut(BaseModel):
     @classmethod
     def of(cls, n: Notification) -> NotificationOut:
         return cls(
-            id=n.id, user_id=n.user_id, kind=n.kind, payload=n.payload,
-            created_at=n.created_at, read_at=n.read_at,
+            id=n.id,
+            user_id=n.user_id,
+            kind=n.kind,
+            payload=n.payload,
+            created_at=n.created_at,
+            read_at=n.read_at,
         )
 
 

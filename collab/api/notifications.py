@@ -17,8 +17,13 @@ api = Api()
 
 
 @api.route(
-    "POST", "/notifications", summary="Send a notification to users (admins and services)",
-    tag="notifications", body=NotificationCreate, response=NotificationList, status=201,
+    "POST",
+    "/notifications",
+    summary="Send a notification to users (admins and services)",
+    tag="notifications",
+    body=NotificationCreate,
+    response=NotificationList,
+    status=201,
     errors=(400, 401, 403, 422),
 )
 async def send_notifications(ctx: Ctx) -> NotificationList:
@@ -30,8 +35,13 @@ async def send_notifications(ctx: Ctx) -> NotificationList:
 
 
 @api.route(
-    "GET", "/notifications", summary="My notifications, newest first (paged)",
-    tag="notifications", query=NotificationQuery, response=NotificationPage, errors=(400, 401),
+    "GET",
+    "/notifications",
+    summary="My notifications, newest first (paged)",
+    tag="notifications",
+    query=NotificationQuery,
+    response=NotificationPage,
+    errors=(400, 401),
 )
 async def list_notifications(ctx: Ctx) -> NotificationPage:
     q: NotificationQuery = ctx.query
@@ -44,16 +54,24 @@ async def list_notifications(ctx: Ctx) -> NotificationPage:
 
 
 @api.route(
-    "POST", "/notifications/read-all", summary="Mark all my notifications read",
-    tag="notifications", response=ReadAllOut, errors=(401,),
+    "POST",
+    "/notifications/read-all",
+    summary="Mark all my notifications read",
+    tag="notifications",
+    response=ReadAllOut,
+    errors=(401,),
 )
 async def read_all(ctx: Ctx) -> ReadAllOut:
     return ReadAllOut(marked=await ctx.svc.store.mark_all_read(ctx.user.user_id))
 
 
 @api.route(
-    "POST", "/notifications/{notification_id}/read", summary="Mark one notification read",
-    tag="notifications", response=NotificationOut, errors=(400, 401, 404),
+    "POST",
+    "/notifications/{notification_id}/read",
+    summary="Mark one notification read",
+    tag="notifications",
+    response=NotificationOut,
+    errors=(400, 401, 404),
 )
 async def read_one(ctx: Ctx) -> NotificationOut:
     n = await ctx.svc.store.mark_notification_read(ctx.user.user_id, ctx.path("notification_id"))

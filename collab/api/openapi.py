@@ -112,14 +112,16 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
                 "Real-time collaboration server for node graphs. Documents are co-edited "
                 "over Socket.IO (y-socket.io protocol, namespace /yjs|<project id>); this "
                 "REST API manages projects, members, graphs, versions, notifications and "
-                "live rooms. Errors are {\"error\": {\"code\", \"message\", \"details\"}}."
+                'live rooms. Errors are {"error": {"code", "message", "details"}}.'
             ),
         },
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 

@@ -18,7 +18,7 @@ from collab.api.models import (
     ProjectPage,
     ProjectRename,
 )
-from collab.errors import ConflictError, Forbidden, NotFoundError, ValidationFailed
+from collab.errors import BadRequest, ConflictError, Forbidden, NotFoundError, ValidationFailed
 from persistence.base import Project
 
 api = Api()
@@ -82,8 +82,14 @@ def role_name(role: str | None, access: Access) -> str | None:
 
 
 @api.route(
-    "POST", "/projects", summary="Create a project (the caller owns it)", tag="projects",
-    body=ProjectCreate, response=ProjectOut, status=201, errors=(400, 401, 422),
+    "POST",
+    "/projects",
+    summary="Create a project (the caller owns it)",
+    tag="projects",
+    body=ProjectCreate,
+    response=ProjectOut,
+    status=201,
+    errors=(400, 401, 422),
 )
 async def create_project(ctx: Ctx) -> ProjectOut:
     body: ProjectCreate = ctx.body
@@ -92,18 +98,29 @@ async def create_project(ctx: Ctx) -> ProjectOut:
 
 
 @api.route(
-    "GET", "/projects", summary="Projects I own or am a member of", tag="projects",
-    query=PageQuery, response=ProjectPage, errors=(400, 401),
+    "GET",
+    "/projects",
+    summary="Projects I own or am a member of",
+    tag="projects",
+    query=PageQuery,
+    response=ProjectPage,
+    errors=(400, 401),
 )
 async def list_projects(ctx: Ctx) -> ProjectPage:
     q: PageQuery = ctx.query
     page = await ctx.svc.store.list_projects(ctx.user.user_id, limit=q.limit, cursor=q.cursor)
-    return ProjectPage(items=[ProjectOut.listing(i) for i in page.items], next_cursor=page.next_cursor)
+    return ProjectPage(
+        items=[ProjectOut.listing(i) for i in page.items], next_cursor=page.next_cursor
+    )
 
 
 @api.route(
-    "GET", "/projects/{project_id}", summary="One project", tag="projects",
-    response=ProjectOut, errors=(400, 401, 403, 404),
+    "GET",
+    "/projects/{project_id}",
+    summary="One project",
+    tag="projects",
+    response=ProjectOut,
+    errors=(400, 401, 403, 404),
 )
 async def get_project(ctx: Ctx) -> ProjectOut:
     project, access = await project_access(ctx, Access.READ)
@@ -112,8 +129,13 @@ async def get_project(ctx: Ctx) -> ProjectOut:
 
 
 @api.route(
-    "PATCH", "/projects/{project_id}", summary="Rename a project (owner)", tag="projects",
-    body=ProjectRename, response=ProjectOut, errors=(400, 401, 403, 404, 422),
+    "PATCH",
+    "/projects/{project_id}",
+    summary="Rename a project (owner)",
+    tag="projects",
+    body=ProjectRename,
+    response=ProjectOut,
+    errors=(400, 401, 403, 404, 422),
 )
 async def rename_project(ctx: Ctx) -> ProjectOut:
     await project_access(ctx, Access.MANAGE)
@@ -123,9 +145,12 @@ async def rename_project(ctx: Ctx) -> ProjectOut:
 
 
 @api.route(
-    "DELETE", "/projects/{project_id}",
+    "DELETE",
+    "/projects/{project_id}",
     summary="Delete a project (owner); connected clients are told and disconnected",
-    tag="projects", status=204, errors=(400, 401, 403, 404),
+    tag="projects",
+    status=204,
+    errors=(400, 401, 403, 404),
 )
 async def delete_project(ctx: Ctx) -> None:
     project, _ = await project_access(ctx, Access.MANAGE)
@@ -140,8 +165,12 @@ async def delete_project(ctx: Ctx) -> None:
 
 
 @api.route(
-    "GET", "/projects/{project_id}/members", summary="Members (owner first)", tag="members",
-    response=MemberList, errors=(400, 401, 403, 404),
+    "GET",
+    "/projects/{project_id}/members",
+    summary="Members (owner first)",
+    tag="members",
+    response=MemberList,
+    errors=(400, 401, 403, 404),
 )
 async def list_members(ctx: Ctx) -> MemberList:
     project, _ = await project_access(ctx, Access.READ)
@@ -150,9 +179,13 @@ async def list_members(ctx: Ctx) -> MemberList:
 
 
 @api.route(
-    "PUT", "/projects/{project_id}/members/{user_id}",
+    "PUT",
+    "/projects/{project_id}/members/{user_id}",
     summary="Add a member or change their role (owner or admin); takes effect live",
-    tag="members", body=MemberPut, response=MemberOut, errors=(400, 401, 403, 404, 409, 422),
+    tag="members",
+    body=MemberPut,
+    response=MemberOut,
+    errors=(400, 401, 403, 404, 409, 422),
 )
 async def put_member(ctx: Ctx) -> MemberOut:
     project, _ = await project_access(ctx, Access.MANAGE)
@@ -166,17 +199,26 @@ async def put_member(ctx: Ctx) -> MemberOut:
     if before != body.role:
         kind = "project.member_added" if before is None else "project.role_changed"
         await ctx.svc.notifier.notify(
-            [user_id], kind,
-            {"project_id": project.id, "project_name": project.name, "role": body.role,
-             "previous_role": before, "by": ctx.user.user_id},
+            [user_id],
+            kind,
+            {
+                "project_id": project.id,
+                "project_name": project.name,
+                "role": body.role,
+                "previous_role": before,
+                "by": ctx.user.user_id,
+            },
         )
     return MemberOut.of(member)
 
 
 @api.route(
-    "DELETE", "/projects/{project_id}/members/{user_id}",
+    "DELETE",
+    "/projects/{project_id}/members/{user_id}",
     summary="Remove a member (owner or admin); their connections are closed",
-    tag="members", status=204, errors=(400, 401, 403, 404, 409),
+    tag="members",
+    status=204,
+    errors=(400, 401, 403, 404, 409),
 )
 async def delete_member(ctx: Ctx) -> None:
     project, _ = await project_access(ctx, Access.MANAGE)
@@ -187,15 +229,19 @@ async def delete_member(ctx: Ctx) -> None:
         raise NotFoundError("not a member", {"user_id": user_id})
     await ctx.svc.cluster.member_changed(project.id, user_id, None)
     await ctx.svc.notifier.notify(
-        [user_id], "project.member_removed",
+        [user_id],
+        "project.member_removed",
         {"project_id": project.id, "project_name": project.name, "by": ctx.user.user_id},
     )
 
 
 @api.route(
-    "GET", "/projects/{project_id}/graph",
+    "GET",
+    "/projects/{project_id}/graph",
     summary="The live graph as JSON (nodes and edges exactly as the document holds them)",
-    tag="graph", response_schema=GRAPH_SCHEMA, errors=(400, 401, 403, 404),
+    tag="graph",
+    response_schema=GRAPH_SCHEMA,
+    errors=(400, 401, 403, 404),
 )
 async def get_graph(ctx: Ctx) -> dict[str, Any]:
     project, _ = await project_access(ctx, Access.READ)
@@ -204,9 +250,12 @@ async def get_graph(ctx: Ctx) -> dict[str, Any]:
 
 
 @api.route(
-    "PUT", "/projects/{project_id}/graph",
+    "PUT",
+    "/projects/{project_id}/graph",
     summary="Import a graph: validated, then applied as one live change (editor)",
-    tag="graph", body_schema=GRAPH_SCHEMA, response_schema=GRAPH_SCHEMA,
+    tag="graph",
+    body_schema=GRAPH_SCHEMA,
+    response_schema=GRAPH_SCHEMA,
     errors=(400, 401, 403, 404, 413, 422),
 )
 async def put_graph(ctx: Ctx) -> dict[str, Any]:
@@ -224,5 +273,5 @@ async def put_graph(ctx: Ctx) -> dict[str, Any]:
 
 def _user_id(raw: str) -> str:
     if not raw or len(raw) > 256:
-        raise ValidationFailed("user ids are 1-256 characters", {"user_id": raw[:300]})
+        raise BadRequest("user ids are 1-256 characters", {"user_id": raw[:300]})
     return raw

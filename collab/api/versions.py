@@ -43,23 +43,31 @@ def _version_number(raw: str) -> int:
 
 
 @api.route(
-    "POST", "/projects/{project_id}/versions", summary="Save the current graph as a version",
-    tag="versions", body=VersionCreate, response=VersionOut, status=201,
+    "POST",
+    "/projects/{project_id}/versions",
+    summary="Save the current graph as a version",
+    tag="versions",
+    body=VersionCreate,
+    response=VersionOut,
+    status=201,
     errors=(400, 401, 403, 404, 422),
 )
 async def create_version(ctx: Ctx) -> VersionOut:
     project, _ = await project_access(ctx, Access.WRITE)
     body: VersionCreate = ctx.body
     async with ctx.svc.rooms.hold(project.id) as room:
-        version = await ctx.svc.versions.create(
-            room, label=body.label, created_by=ctx.user.user_id
-        )
+        version = await ctx.svc.versions.create(room, label=body.label, created_by=ctx.user.user_id)
     return VersionOut.of(version)
 
 
 @api.route(
-    "GET", "/projects/{project_id}/versions", summary="Versions, newest first (paged)",
-    tag="versions", query=PageQuery, response=VersionPage, errors=(400, 401, 403, 404),
+    "GET",
+    "/projects/{project_id}/versions",
+    summary="Versions, newest first (paged)",
+    tag="versions",
+    query=PageQuery,
+    response=VersionPage,
+    errors=(400, 401, 403, 404),
 )
 async def list_versions(ctx: Ctx) -> VersionPage:
     project, _ = await project_access(ctx, Access.READ)
@@ -69,8 +77,12 @@ async def list_versions(ctx: Ctx) -> VersionPage:
 
 
 @api.route(
-    "GET", "/projects/{project_id}/versions/{version}", summary="A version and its graph",
-    tag="versions", response=VersionWithGraph, errors=(400, 401, 403, 404),
+    "GET",
+    "/projects/{project_id}/versions/{version}",
+    summary="A version and its graph",
+    tag="versions",
+    response=VersionWithGraph,
+    errors=(400, 401, 403, 404),
 )
 async def get_version(ctx: Ctx) -> VersionWithGraph:
     project, _ = await project_access(ctx, Access.READ)
@@ -81,9 +93,12 @@ async def get_version(ctx: Ctx) -> VersionWithGraph:
 
 
 @api.route(
-    "GET", "/projects/{project_id}/versions/{a}/diff/{b}",
+    "GET",
+    "/projects/{project_id}/versions/{a}/diff/{b}",
     summary="What changed from version a to version b (or 'current'), as a graph diff",
-    tag="versions", response_schema=DIFF_SCHEMA, errors=(400, 401, 403, 404),
+    tag="versions",
+    response_schema=DIFF_SCHEMA,
+    errors=(400, 401, 403, 404),
 )
 async def diff_versions(ctx: Ctx) -> dict[str, Any]:
     project, _ = await project_access(ctx, Access.READ)
@@ -102,9 +117,13 @@ async def diff_versions(ctx: Ctx) -> dict[str, Any]:
 
 
 @api.route(
-    "POST", "/projects/{project_id}/versions/{version}/restore",
+    "POST",
+    "/projects/{project_id}/versions/{version}/restore",
     summary="Restore a version (or only some nodes of it) as a new live change",
-    tag="versions", body=RestoreRequest, response=RestoreOut, errors=(400, 401, 403, 404, 422),
+    tag="versions",
+    body=RestoreRequest,
+    response=RestoreOut,
+    errors=(400, 401, 403, 404, 422),
 )
 async def restore_version(ctx: Ctx) -> RestoreOut:
     project, _ = await project_access(ctx, Access.WRITE)
@@ -118,8 +137,14 @@ async def restore_version(ctx: Ctx) -> RestoreOut:
     await ctx.svc.notifier.notify(
         [m.user_id for m in members if m.user_id != ctx.user.user_id],
         "version.restored",
-        {"project_id": project.id, "project_name": project.name, "from_version": n,
-         "version": saved.version, "nodes": body.nodes, "by": ctx.user.user_id},
+        {
+            "project_id": project.id,
+            "project_name": project.name,
+            "from_version": n,
+            "version": saved.version,
+            "nodes": body.nodes,
+            "by": ctx.user.user_id,
+        },
     )
     return RestoreOut(
         restored_from=n, nodes=body.nodes, version=VersionOut.of(saved), graph=current

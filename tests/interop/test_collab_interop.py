@@ -50,7 +50,10 @@ async def test_three_clients_converge_with_random_concurrent_edits(
     import asyncio
 
     await asyncio.gather(
-        *(nc.random_edits(name, count=60, seed=i + 1, interval_ms=5) for i, name in enumerate(clients))
+        *(
+            nc.random_edits(name, count=60, seed=i + 1, interval_ms=5)
+            for i, name in enumerate(clients)
+        )
     )
     final = json.loads(await nc.wait_converged(clients, timeout=15))
     assert final["nodes"], "the random edits left nodes"
@@ -62,7 +65,9 @@ async def test_edits_made_offline_arrive_after_reconnect(
 ) -> None:
     alice, bob = token("alice"), token("bob")
     pid = await rest.project(alice)
-    assert (await rest.put(f"/projects/{pid}/members/bob", {"role": "editor"}, token=alice))[0] == 200
+    assert (await rest.put(f"/projects/{pid}/members/bob", {"role": "editor"}, token=alice))[
+        0
+    ] == 200
     await open_synced(nc, "a", server.url, pid, alice)
     await open_synced(nc, "b", server.url, pid, bob)
 
@@ -106,7 +111,11 @@ async def test_presence_appears_and_disappears_within_a_second_of_disconnect(
     await rest.put(f"/projects/{pid}/members/bob", {"role": "viewer"}, token=alice)
     await open_synced(nc, "a", server.url, pid, alice, awareness={"cursor": {"x": 1, "y": 2}})
     b_id = await open_synced(
-        nc, "b", server.url, pid, bob,
+        nc,
+        "b",
+        server.url,
+        pid,
+        bob,
         awareness={"cursor": {"x": 5, "y": 6}, "user": {"name": "Mallory", "color": "#f00"}},
     )
     states = await nc.wait_awareness("a", has_client_id=b_id)
@@ -116,8 +125,11 @@ async def test_presence_appears_and_disappears_within_a_second_of_disconnect(
 
     await nc.set_awareness("b", {"cursor": {"x": 7, "y": 8}, "selected": ["n1"]})
     states = await nc.wait_awareness(
-        "a", has_state=(b_id, {"cursor": {"x": 7, "y": 8}, "selected": ["n1"],
-                               "user": {"id": "bob", "name": "Bob"}})
+        "a",
+        has_state=(
+            b_id,
+            {"cursor": {"x": 7, "y": 8}, "selected": ["n1"], "user": {"id": "bob", "name": "Bob"}},
+        ),
     )
 
     started = time.monotonic()
@@ -177,7 +189,9 @@ async def test_bad_token_gets_connect_error_with_code(
     assert err.data["data"]["error"]["message"]
 
 
-async def test_unknown_project_and_non_member(server: InProcessServer, rest: Rest, nc: NodeClients) -> None:
+async def test_unknown_project_and_non_member(
+    server: InProcessServer, rest: Rest, nc: NodeClients
+) -> None:
     pid = await rest.project(token("alice"))
     await nc.open("x", url=server.url, room="does-not-exist", token=token("alice"))
     err = await nc.wait_event("x", "connection-error")

@@ -487,7 +487,15 @@ const COMMANDS = {
 
   state(m) {
     const c = getClient(m)
-    return { stateVector: b64(Y.encodeStateVector(c.doc)), update: b64(Y.encodeStateAsUpdate(c.doc)) }
+    const store = c.doc.store
+    return {
+      stateVector: b64(Y.encodeStateVector(c.doc)),
+      update: b64(Y.encodeStateAsUpdate(c.doc)),
+      // structs / deletions received but not integrable yet (missing predecessors)
+      pending: store.pendingStructs ? b64(store.pendingStructs.update) : null,
+      missing: store.pendingStructs ? [...store.pendingStructs.missing.entries()] : null,
+      pendingDs: store.pendingDs ? b64(store.pendingDs) : null,
+    }
   },
 
   disconnect(m) {

@@ -1,0 +1,209 @@
+"""Durability with Postgres: ack after commit, kill -9, Postgres restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pycrdt
+import pytest
+import socketio
+
+from tests.nodeclient import NodeClients
+from tests.server import InProcessServer, Rest, ServerProcess, token, wait_for
+from tests.services import PrivatePostgres
+
+pytestmark = pytest.mark.slow
+
+
+class Writer:
+    """A Python client that writes one ``meta`` key per update (random node edits of
+    other clients never touch ``meta``) and asks for the durable ack."""
+
+    def __init__(self, url: str, project_id: str, tok: str) -> None:
+        self.url = url
+        self.ns = f"/yjs|{project_id}"
+        self.tok = tok
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.doc: pycrdt.Doc[Any] = pycrdt.Doc()
+        self.meta = self.doc.get("meta", type=pycrdt.Map)
+        self._updates: list[bytes] = []
+        self._sub = self.doc.observe(lambda e: self._updates.append(e.update))
+        self.sio.on("sync-step-1", lambda _sv: b"\x00\x00", namespace=self.ns)
+
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url, namespaces=[self.ns], auth={"token": self.tok}, transports=["websocket"]
+        )
+
+    async def write(self, key: str, timeout: float = 10) -> Any:
+        self.meta[key] = len(self._updates)
+        update = self._updates[-1]
+        return await self.sio.call("sync-update", update, namespace=self.ns, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+@pytest.fixture
+async def pg_rest(pg_server: InProcessServer) -> AsyncIterator[Rest]:
+    rest = Rest(pg_server.url)
+    yield rest
+    await rest.close()
+
+
+async def test_ack_arrives_only_after_the_row_is_visible(
+    pg_server: InProcessServer, pg_rest: Rest, pg_dsn: str
+) -> None:
+    alice = token("alice")
+    pid = await pg_rest.project(alice)
+    writer = Writer(pg_server.url, pid, alice)
+    await writer.connect()
+    observer = await asyncpg.connect(pg_dsn)
+    try:
+        for i in range(1, 41):
+            ack = await writer.write(f"n{i}")
+            assert ack["ok"] is True
+            assert isinstance(ack["seq"], int)
+            # A second connection sees the row the moment the ack is in our hands.
+            count = await observer.fetchval(
+                "SELECT count(*) FROM doc_updates WHERE project_id = $1", pid
+            )
+            assert count >= i
+            assert (
+                await observer.fetchval(
+                    "SELECT count(*) FROM doc_updates WHERE project_id = $1 AND seq = $2",
+                    pid,
+                    ack["seq"],
+                )
+                == 1
+            )
+    finally:
+        await observer.close()
+        await writer.close()
+
+
+async def _graph(rest: Rest, pid: str, tok: str) -> dict[str, Any]:
+    status, body = await rest.get(f"/projects/{pid}/graph", token=tok)
+    assert status == 200, body
+    return {k: body[k] for k in ("nodes", "edges", "meta")}
+
+
+async def test_kill_9_loses_no_acked_update_and_clients_converge_again(
+    tmp_path: Path, pg_dsn: str, nc: NodeClients
+) -> None:
+    env = {"COLLAB_DATABASE_URL": pg_dsn, "COLLAB_DATA_DIR": str(tmp_path)}
+    srv = ServerProcess(env, name="kill9", log_dir=tmp_path)
+    await srv.start()
+    rest = Rest(srv.url)
+    alice = token("alice")
+    try:
+        pid = await rest.project(alice)
+        for name in ("a", "b", "c"):
+            await nc.open(name, url=srv.url, room=pid, token=alice)
+            await nc.wait_synced(name)
+        writer = Writer(srv.url, pid, alice)
+        await writer.connect()
+        acked: list[str] = []
+
+        async def write_forever() -> None:
+            i = 0
+            while True:
+                i += 1
+                try:
+                    ack = await writer.write(f"w{i}", timeout=5)
+                except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+                    return
+                if isinstance(ack, dict) and ack.get("ok"):
+                    acked.append(f"w{i}")
+
+        steady = asyncio.gather(
+            write_forever(),
+            *(
+                nc.random_edits(n, count=400, seed=k, interval_ms=10, timeout=60)
+                for k, n in enumerate(("a", "b", "c"))
+            ),
+            return_exceptions=True,
+        )
+        await wait_for(lambda: len(acked) >= 50, timeout=30, message="50 acked updates")
+        srv.kill()  # kill -9 mid-stream
+        before_kill = list(acked)
+        srv2 = ServerProcess(env, port=srv.port, name="kill9-restarted", log_dir=tmp_path)
+        await srv2.start()
+        try:
+            graph = await _graph(rest, pid, alice)
+            missing = [n for n in before_kill if n not in graph["meta"]]
+            assert not missing, f"acked but lost: {missing}"
+            await steady
+            # The Node clients reconnected by themselves and pushed what the dead
+            # instance had not stored: everyone converges with the server again.
+            final = json.loads(await nc.wait_converged(["a", "b", "c"], timeout=30))
+
+            async def server_equal() -> bool:
+                g = await _graph(rest, pid, alice)
+                return bool(g["nodes"] == final["nodes"] and g["edges"] == final["edges"])
+
+            await wait_for(server_equal, timeout=15, message="server equal to the clients")
+        finally:
+            await writer.sio.disconnect()
+            await srv2.stop()
+    finally:
+        await rest.close()
+        srv.kill()
+
+
+async def test_postgres_restart_mid_editing_loses_nothing_and_editing_never_stops(
+    tmp_path: Path, nc: NodeClients
+) -> None:
+    pg = PrivatePostgres()
+    await pg.start()
+    try:
+        env = {"COLLAB_DATABASE_URL": pg.dsn, "COLLAB_DATA_DIR": str(tmp_path)}
+        srv = ServerProcess(env, name="pgrestart", log_dir=tmp_path)
+        await srv.start()
+        rest = Rest(srv.url)
+        alice = token("alice")
+        try:
+            pid = await rest.project(alice)
+            for name in ("a", "b"):
+                await nc.open(name, url=srv.url, room=pid, token=alice)
+                await nc.wait_synced(name)
+            await nc.add_node("a", type="Before", x=0, y=0, node_id="before")
+            await nc.wait_json("b", await nc.json_str("a"))
+
+            pg.stop("immediate")
+            # Live editing goes on while the database is down.
+            for i in range(20):
+                await nc.add_node("a", type="During", x=i, y=i, node_id=f"during{i}")
+            await nc.edit("b", "set-meta", key="note", value="written while postgres was down")
+            final = await nc.wait_converged(["a", "b"], timeout=15)
+
+            async def not_ready() -> bool:
+                status, _ = await rest.root("/readyz")
+                return status == 503
+
+            await wait_for(not_ready, timeout=15, message="/readyz reports the outage")
+
+            await pg.start()
+
+            async def ready() -> bool:
+                status, body = await rest.root("/readyz")
+                return status == 200 and body["checks"]["commits"]["pending"] == 0
+
+            await wait_for(ready, timeout=30, message="backlog committed after postgres returned")
+        finally:
+            await srv.stop()
+        # A fresh server process reads everything back from Postgres.
+        srv2 = ServerProcess(env, port=srv.port, name="pgrestart-2", log_dir=tmp_path)
+        await srv2.start()
+        try:
+            assert await _graph(rest, pid, alice) == json.loads(final)
+        finally:
+            await srv2.stop()
+            await rest.close()
+    finally:
+        pg.cleanup()
