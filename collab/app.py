@@ -154,7 +154,14 @@ def create_app(
     versions = Versions(store=store, rooms=rooms, metrics=metrics, notifier=notifier)
     compactor = Compactor(store=store, metrics=metrics, holder=settings.instance_id)
     rooms.on_compact_due = compactor.request
-    registry = Registry(rooms=rooms, broker=broker, committer=committer, settings=settings)
+    registry = Registry(
+        rooms=rooms,
+        broker=broker,
+        committer=committer,
+        settings=settings,
+        store=store,
+        transport=transport,
+    )
     svc = Services(
         settings=settings,
         store=store,
@@ -168,10 +175,10 @@ def create_app(
         versions=versions,
         cluster=cluster,
         notifier=notifier,
+        registry=registry,
+        compactor=compactor,
         dev_secret=dev_secret,
     )
-    svc.extra["compactor"] = compactor
-    svc.extra["registry"] = registry
     app[SERVICES] = svc
     metrics.on_scrape(lambda: _refresh_metrics(svc))
 
@@ -228,8 +235,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await svc.broker.start(svc.rooms)
         await svc.committer.start()
         await svc.rooms.start()
-        registry: Registry = svc.extra["registry"]  # type: ignore[assignment]
-        await registry.start()
+        await svc.registry.start()
         sweeper = asyncio.create_task(_token_sweeper(svc), name="collab-token-sweeper")
         log.info(
             "collab started",
@@ -239,11 +245,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
-        await registry.close()
+        await svc.registry.close()
         await svc.rooms.close()
         await svc.committer.close(timeout=svc.settings.shutdown_grace_s)
-        compactor: Compactor = svc.extra["compactor"]  # type: ignore[assignment]
-        await compactor.close()
+        await svc.compactor.close()
         await svc.broker.close()
     finally:
         await svc.store.close()

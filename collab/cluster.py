@@ -67,6 +67,7 @@ class Cluster:
                 await self._kick_all(
                     project_id, NotFoundError("the project was deleted", {"project_id": project_id})
                 )
+                await self.rooms.drop(project_id)
             elif kind == "kick":
                 error = Forbidden(
                     "an admin removed you from this room",
@@ -82,7 +83,7 @@ class Cluster:
                     ),
                 )
             elif kind == "read_only":
-                self._read_only(project_id, bool(message.get("read_only")))
+                await self._read_only(project_id, bool(message.get("read_only")))
             else:
                 log.warning("unknown control message %r", kind)
         except Exception:
@@ -115,6 +116,7 @@ class Cluster:
                 )
             conn.access = access
             conn.role = role
+            await self.transport.send_room_state(sid)
 
     async def _kick_all(self, project_id: str, error: CollabError) -> None:
         room = self.rooms.rooms.get(project_id)
@@ -123,10 +125,11 @@ class Cluster:
         for sid in list(room.conns):
             await self.transport.kick(sid, room.namespace, error)
 
-    def _read_only(self, project_id: str, read_only: bool) -> None:
+    async def _read_only(self, project_id: str, read_only: bool) -> None:
         room = self.rooms.rooms.get(project_id)
         if room is None:
             return
         room.read_only = read_only
-        for conn in room.conns.values():
+        for sid, conn in list(room.conns.items()):
             conn.read_only_reason = "an admin made this room read-only" if read_only else None
+            await self.transport.send_room_state(sid)

@@ -22,6 +22,9 @@ EV_SYNC_UPDATE = "sync-update"
 EV_AWARENESS = "awareness-update"
 EV_ERROR = "error"
 EV_NOTIFICATION = "notification"
+EV_ROOM_STATE = "room-state"  # ours: {read_only, reason, role, access}, on connect and change
+EV_ROOMS = "rooms"  # ours, on "/": the cluster's live rooms, for subscribed admins
+EV_SUBSCRIBE_ROOMS = "subscribe-rooms"
 
 # Ids we generate and accept: safe in a URL path and in a Socket.IO namespace, where
 # '?' and '#' are cut off by URL parsing and ',' ends the namespace (PROTOCOL-NOTES §1.1).

@@ -458,6 +458,18 @@ class RoomManager:
             await self._discard(room)
             log.info("room unloaded", extra={"project": room.project_id})
 
+    async def drop(self, project_id: str) -> None:
+        """Forget a deleted project's room at once (nothing left to store it in)."""
+        room = self.rooms.get(project_id)
+        if room is None:
+            return
+        room.unversioned_since = None
+        if room.unload_handle is not None:
+            room.unload_handle.cancel()
+            room.unload_handle = None
+        async with self._lock(project_id):
+            await self._discard(room)
+
     @contextlib.asynccontextmanager
     async def hold(self, project_id: str) -> AsyncIterator[Room]:
         """Use a room from a REST handler (loads it; keeps it loaded meanwhile)."""

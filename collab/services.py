@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auth.tokens import TokenVerifier
@@ -16,7 +16,9 @@ from persistence.base import Store
 
 if TYPE_CHECKING:
     from collab.cluster import Cluster
+    from collab.compaction import Compactor
     from collab.notifications import Notifier
+    from collab.registry import Registry
     from collab.versions import Versions
 
 
@@ -34,6 +36,7 @@ class Services:
     versions: Versions
     cluster: Cluster
     notifier: Notifier
+    registry: Registry
+    compactor: Compactor
     started_at: float = 0.0
     dev_secret: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)

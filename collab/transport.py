@@ -43,6 +43,7 @@ from collab.protocol import (
     EMPTY_UPDATE,
     EV_AWARENESS,
     EV_ERROR,
+    EV_ROOM_STATE,
     EV_SYNC_STEP_1,
     EV_SYNC_UPDATE,
     NAMESPACE_PREFIX,
@@ -279,10 +280,25 @@ class SocketTransport:
         self.rooms.spawn(self._greet(room, sid), f"greet:{sid}")
 
     async def _greet(self, room: Room, sid: str) -> None:
+        await self.send_room_state(sid)
         await self.send_sync_step_1(room, sid)
         await self.sio.emit(
             EV_AWARENESS, room.presence.encode_all(), to=sid, namespace=room.namespace
         )
+
+    async def send_room_state(self, sid: str) -> None:
+        """Tell a client what it may do (our additive ``room-state`` event)."""
+        conn = self.conns.get(sid)
+        if conn is None:
+            return
+        state = {
+            "read_only": conn.access < Access.WRITE or conn.read_only_reason is not None,
+            "reason": conn.read_only_reason
+            or ("viewers cannot change the document" if conn.access < Access.WRITE else None),
+            "role": conn.role or ("admin" if conn.principal.is_admin else "service"),
+            "access": conn.access.name.lower(),
+        }
+        await self.sio.emit(EV_ROOM_STATE, state, to=sid, namespace=conn.namespace)
 
     async def send_sync_step_1(self, room: Room, sid: str) -> None:
         """Ask the client for everything our doc lacks (its ack is applied as an update)."""
@@ -360,6 +376,8 @@ class SocketTransport:
                 except asyncio.CancelledError as exc:
                     raise Unavailable("the server is shutting down; resend later") from exc
                 return {"ok": True, "seq": seq}
+            # A duplicate: its first copy may still be on its way to the store.
+            await self.rooms.committer.flushed(conn.project_id)
             return {"ok": True, "seq": None}
         except CollabError as exc:
             await self._refuse(namespace, sid, exc)

@@ -15,6 +15,7 @@ from collab.metrics import Metrics
 from collab.notifications import Notifier
 from collab.rooms import Room, RoomManager
 from persistence.base import Store, Version
+from persistence.errors import NotFound
 
 log = logging.getLogger("collab.versions")
 
@@ -65,6 +66,8 @@ class Versions:
             return
         try:
             await self.create(room, label=f"auto: {reason}", created_by=None, kind="auto")
+        except NotFound:
+            pass  # the project was deleted meanwhile
         except Exception:
             log.exception("auto version of %s failed", room.project_id)
 

@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel, Field
 
 from auth.tokens import issue_token
+from collab import __version__
 from collab.api.base import Api, Ctx
 from collab.api.models import Strict
 from collab.errors import NotFoundError
@@ -16,6 +17,13 @@ api = Api()
 # Development tokens live a day: long enough for a working session, short enough that
 # a copied token does not linger.
 DEV_TOKEN_TTL_S = 24 * 3600.0
+
+
+class InfoOut(BaseModel):
+    name: str
+    version: str
+    development: bool
+    instance_id: str
 
 
 class MeOut(BaseModel):
@@ -38,6 +46,24 @@ class DevToken(BaseModel):
     user_id: str
     name: str
     admin: bool
+
+
+@api.route(
+    "GET",
+    "/info",
+    summary="About this server (no token needed)",
+    tag="session",
+    response=InfoOut,
+    auth=False,
+)
+async def info(ctx: Ctx) -> InfoOut:
+    settings = ctx.svc.settings
+    return InfoOut(
+        name="collab",
+        version=__version__,
+        development=settings.development,
+        instance_id=settings.instance_id,
+    )
 
 
 @api.route("GET", "/me", summary="The caller's identity", tag="session", response=MeOut)

@@ -3,17 +3,17 @@
 //   #/             the rooms table
 //   #/room/<id>    one room
 //
-// Live data: GET /api/v1/admin/rooms once a second. The registry behind it is refreshed
-// by every instance's heartbeat (COLLAB_HEARTBEAT_S, 2 s by default), so polling faster
-// would show nothing new.
+// Live data: a socket on the main namespace "/" subscribes to the server's room feed
+// (`subscribe-rooms`); every instance's registry heartbeat (COLLAB_HEARTBEAT_S) then
+// pushes the cluster view as a `rooms` event. After an action the page also fetches
+// GET /api/v1/admin/rooms once, so the result shows without waiting for the next beat.
+import { io } from 'socket.io-client'
 import '../styles.css'
-import { ApiError, describeError, get } from '../lib/api.js'
+import { ApiError, describeError, get, tokenStore } from '../lib/api.js'
 import { h, mount } from '../lib/dom.js'
 import { requireUser, signOut } from '../lib/signin.js'
 import { RoomPage } from './room.js'
 import { RoomsTable } from './rooms.js'
-
-const POLL_MS = 1000
 
 async function main () {
   const root = document.getElementById('app')
@@ -47,29 +47,45 @@ async function main () {
     }
   }
 
-  /** One fetch of the cluster view (the loop below, and after an action). */
-  async function refresh () {
-    try {
-      data = await get('/admin/rooms')
-      live.textContent = `live · ${new Date().toLocaleTimeString()}`
-      live.dataset.state = 'ok'
-      for (const row of data.rooms) names.want(row.project_id)
-    } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return signOut()
-      live.textContent = `cannot reach the server (${describeError(err)}), retrying`
-      live.dataset.state = 'error'
-    }
+  function show (view) {
+    data = view
+    live.textContent = `live · ${new Date().toLocaleTimeString()}`
+    live.dataset.state = 'ok'
+    for (const row of data.rooms) names.want(row.project_id, row.project_name)
     render()
   }
 
-  async function loop () {
-    await refresh()
-    setTimeout(loop, POLL_MS)
+  /** One fetch of the cluster view (after an action). */
+  async function refresh () {
+    try {
+      show(await get('/admin/rooms'))
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return signOut()
+      live.textContent = `cannot reach the server (${describeError(err)})`
+      live.dataset.state = 'error'
+    }
   }
+
+  const socket = io(location.origin, { auth: { token: tokenStore.get() }, transports: ['websocket'] })
+  socket.on('connect', () => {
+    socket.emit('subscribe-rooms', {}, (reply) => {
+      if (reply && reply.ok) show(reply.view)
+      else if (reply && reply.error) signOut()
+    })
+  })
+  socket.on('rooms', show)
+  socket.on('disconnect', () => {
+    live.textContent = 'disconnected, reconnecting…'
+    live.dataset.state = 'error'
+  })
+  socket.on('connect_error', (err) => {
+    if (err && err.data && err.data.error && err.data.error.code === 'UNAUTHENTICATED') return signOut()
+    live.textContent = `cannot reach the server (${err.message}), retrying`
+    live.dataset.state = 'error'
+  })
 
   window.addEventListener('hashchange', render)
   render()
-  loop()
 }
 
 /** Project names for ids (admins may read any project); fetched once per id. */
@@ -83,7 +99,8 @@ class ProjectNames {
     return this.names.get(id)
   }
 
-  want (id) {
+  want (id, known) {
+    if (known) { this.names.set(id, known); return }
     if (this.names.has(id)) return
     this.names.set(id, null)
     get(`/projects/${encodeURIComponent(id)}`)

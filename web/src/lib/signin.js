@@ -20,13 +20,13 @@ export async function currentUser () {
   }
 }
 
-/** Is the development sign-in offered? Asking for a token is stateless, so we simply try. */
+/** Is the development sign-in offered? GET /api/v1/info says (no token needed). */
 async function devSignInAvailable () {
   try {
-    await post('/dev/sign-in', { user_id: 'probe' }, { token: null })
-    return true
+    const info = await get('/info', { token: null })
+    return Boolean(info.development)
   } catch (err) {
-    return !(err instanceof ApiError && (err.status === 404 || err.status === 0))
+    return false
   }
 }
 
