@@ -200,6 +200,7 @@ def merge_rooms(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "instance_id": e["instance_id"],
                 "connections": e.get("connections", 0),
                 "heartbeat_at": e.get("heartbeat_at"),
+                "waiting_structs": e.get("waiting_structs", 0),
             }
         )
         row["connections"] += int(e.get("connections", 0))

@@ -56,6 +56,11 @@ log = logging.getLogger("collab.rooms")
 PRESENCE_TICK_S = 0.05
 # How often rooms are swept for expired remote presence and due auto-versions.
 MAINTENANCE_INTERVAL_S = 1.0
+# Structs waiting this long for a predecessor trigger a catch-up from the store (and a
+# re-sync of the local clients): the predecessor may have been stored by an instance
+# that died before publishing it. Repeats back off up to a minute.
+HEAL_AFTER_S = 2.0
+HEAL_BACKOFF_MAX_S = 60.0
 # In-flight markers are set this far in the past: stream ids come from Redis' clock,
 # markers from ours; the margin absorbs clock skew between hosts.
 INFLIGHT_MARGIN_MS = 5_000
@@ -128,6 +133,9 @@ class Room:
         self.presence_handle: asyncio.TimerHandle | None = None
         self.broken = False
         self.gate = Gate()
+        self.waiting_since: float | None = None  # structs in the gate since then
+        self.heal_at = 0.0
+        self.heal_backoff = HEAL_AFTER_S
         self._sv: StateVector | None = None
         self._captured: list[bytes] = []
         self._sub = self.doc.observe(self._on_transaction)
@@ -271,6 +279,8 @@ class Room:
             "updates_per_s": round(self.updates_per_second(), 2),
             "last_activity": self.last_activity,
             "read_only": self.read_only,
+            # Structs received before their predecessors (see collab.yupdate).
+            "waiting_structs": self.gate.pending_structs(),
         }
 
 
@@ -528,6 +538,12 @@ class RoomManager:
             raise InvalidUpdate(
                 "the update could not be applied and was refused", {"reason": str(exc)}
             ) from exc
+        if room.gate.pending:
+            if room.waiting_since is None:
+                room.waiting_since = time.monotonic()
+        elif room.waiting_since is not None:
+            room.waiting_since = None
+            room.heal_backoff = HEAL_AFTER_S
         if effective is None and not pending:
             return None  # a duplicate: nothing new
         room.note_activity()
@@ -792,6 +808,20 @@ class RoomManager:
                 self.spawn(self.on_auto_version(room, "periodic"), f"version:{room.project_id}")
             if room.foreign_origins:
                 await self._reconcile_if_orphaned(room)
+            mono = time.monotonic()
+            if (
+                room.waiting_since is not None
+                and mono - room.waiting_since >= HEAL_AFTER_S
+                and mono >= room.heal_at
+            ):
+                room.heal_at = mono + room.heal_backoff
+                room.heal_backoff = min(room.heal_backoff * 2, HEAL_BACKOFF_MAX_S)
+                log.warning(
+                    "%d structs wait for missing predecessors; catching up",
+                    room.gate.pending_structs(),
+                    extra={"project": room.project_id},
+                )
+                self.spawn(self.catch_up(room), f"heal:{room.project_id}")
 
 
 CONTROL_CHANNEL = "control"

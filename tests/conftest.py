@@ -102,6 +102,12 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 # -- servers -------------------------------------------------------------------------
 
+from tests.nodeclient import (  # noqa: E402
+    NodeClients,
+    NodeSetupError,
+    check_node_modules,
+    node_executable,
+)
 from tests.server import InProcessServer, Rest, base_settings  # noqa: E402
 
 
@@ -126,3 +132,16 @@ async def rest(server: InProcessServer) -> AsyncIterator[Rest]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def nc() -> AsyncIterator[NodeClients]:
+    """A Node process hosting unmodified y-socket.io clients (tests/js/yclient.mjs);
+    stopped, and checked for uncaught exceptions, at the end of the test."""
+    try:
+        node_executable()
+        check_node_modules()
+    except NodeSetupError as err:
+        pytest.fail(str(err), pytrace=False)
+    async with NodeClients() as clients:
+        yield clients

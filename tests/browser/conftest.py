@@ -30,7 +30,6 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.interop.conftest import nc  # noqa: F401 - the Node y-socket.io client fixture
 from tests.server import ROOT
 
 CHROMIUM = os.environ.get("COLLAB_TEST_CHROMIUM", "/usr/bin/chromium")

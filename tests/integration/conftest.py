@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.integration.ysock import MainSock, YSock
-from tests.nodeclient import NodeClients, NodeSetupError, check_node_modules, node_executable
 from tests.server import InProcessServer, Rest, base_settings
 
 SockFactory = Callable[..., Awaitable[YSock]]
@@ -50,18 +49,6 @@ async def mainsocks() -> AsyncIterator[MainFactory]:
     finally:
         for sock in opened:
             await sock.close()
-
-
-@pytest.fixture
-async def nc() -> AsyncIterator[NodeClients]:
-    """Unmodified npm y-socket.io clients hosted by one Node process."""
-    try:
-        node_executable()
-        check_node_modules()
-    except NodeSetupError as err:
-        pytest.fail(str(err), pytrace=False)
-    async with NodeClients() as clients:
-        yield clients
 
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[InProcessServer]]

@@ -11,7 +11,7 @@ import os
 import selectors
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,6 @@ import pytest
 from tests.nodeclient import (
     REFSERVER_JS,
     REPO_ROOT,
-    NodeClients,
     NodeSetupError,
     check_node_modules,
     node_executable,
@@ -125,12 +124,3 @@ def ref_server(tmp_path: Path) -> Iterator[RefServer]:
         )
     finally:
         stop_process(proc)
-
-
-@pytest.fixture
-async def nc() -> AsyncIterator[NodeClients]:
-    """A node process hosting y-socket.io clients; stopped (and checked for uncaught
-    exceptions) at the end of the test."""
-    _require_node()
-    async with NodeClients() as clients:
-        yield clients
