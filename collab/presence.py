@@ -18,10 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from auth.principal import Principal
-from collab.protocol import AwarenessEntry, decode_awareness, dumps_state, encode_awareness
+from collab.protocol import (
+    AwarenessEntry,
+    decode_awareness,
+    dumps_state,
+    encode_awareness,
+    loads_state,
+)
 
 # y-protocols' outdatedTimeout: clients renew their state every 15 s and drop others'
 # after 30 s without news. We expire remote (other instances') entries the same way;
@@ -200,7 +204,7 @@ class Presence:
 
     def states(self) -> dict[int, dict[str, Any]]:
         return {
-            cid: orjson.loads(e.state_json)
+            cid: loads_state(e.state_json)
             for cid, e in self.entries.items()
             if e.state_json != "null"
         }

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from collab.errors import InvalidAwareness, InvalidProjectId, InvalidUpdate
+from collab.errors import BadRequest, InvalidAwareness, InvalidProjectId, InvalidUpdate
 
 NAMESPACE_PREFIX = "/yjs|"
 EV_SYNC_STEP_1 = "sync-step-1"
@@ -56,15 +56,22 @@ def check_project_id(project_id: str) -> None:
         )
 
 
-def as_bytes(payload: object, what: str) -> bytes:
+def as_bytes(payload: object, what: str, error: type[BadRequest] = InvalidUpdate) -> bytes:
     """Binary payloads arrive as ``bytes``; anything else is a client bug."""
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, bytearray | memoryview):
         return bytes(payload)
-    raise InvalidUpdate(
-        f"{what} must be binary (a Uint8Array)", {"received": type(payload).__name__}
-    )
+    raise error(f"{what} must be binary (a Uint8Array)", {"received": type(payload).__name__})
+
+
+def single_binary(
+    args: tuple[Any, ...], what: str, error: type[BadRequest] = InvalidUpdate
+) -> bytes:
+    """The one binary argument of a y-socket.io event (exactly one, as the protocol has)."""
+    if len(args) != 1:
+        raise error(f"{what} takes exactly one binary argument", {"arguments": len(args)})
+    return as_bytes(args[0], what, error)
 
 
 # -- lib0 varint / varstring --------------------------------------------------------
@@ -145,7 +152,7 @@ def decode_awareness(data: bytes) -> list[AwarenessEntry]:
                 raise InvalidAwareness(
                     "awareness state too large", {"max_bytes": MAX_AWARENESS_STATE_BYTES}
                 )
-            state = _loads(text)
+            state = loads_state(text)
             if state is not None and not isinstance(state, dict):
                 raise ValueError("an awareness state must be an object or null")
             entries.append(AwarenessEntry(client_id, clock, state))
@@ -158,7 +165,7 @@ def decode_awareness(data: bytes) -> list[AwarenessEntry]:
     return entries
 
 
-def _loads(text: str) -> Any:
+def loads_state(text: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -180,4 +187,9 @@ def encode_awareness(entries: list[tuple[int, int, str]]) -> bytes:
 def dumps_state(state: dict[str, Any] | None) -> str:
     if state is None:
         return "null"
-    return orjson.dumps(state).decode("utf-8")
+    try:
+        return orjson.dumps(state).decode("utf-8")
+    except TypeError:
+        # A lone surrogate (JSON.stringify writes one when a string is cut inside an
+        # emoji): orjson refuses it; escaped ASCII JSON round-trips it like JS does.
+        return json.dumps(state, ensure_ascii=True, separators=(",", ":"))

@@ -45,7 +45,16 @@ from collab.presence import Presence
 from collab.protocol import EV_AWARENESS, EV_SYNC_UPDATE, NAMESPACE_PREFIX
 from collab.ratelimit import TokenBucket
 from collab.settings import Settings
-from collab.yupdate import Gate, StateVector, UpdateDecodeError, decode_state_vector
+from collab.yupdate import (
+    SKIP,
+    Gate,
+    ImplausibleUpdate,
+    StateVector,
+    UpdateDecodeError,
+    decode,
+    decode_state_vector,
+    encode,
+)
 from persistence.base import LoadedDoc, LogEntry, Store
 from persistence.errors import NotFound, StoreError
 
@@ -103,6 +112,7 @@ class Conn:
     connected_at: float = field(default_factory=time.time)
     read_only_reason: str | None = None  # set when an admin made the room read-only
     role: str | None = None  # project role ("owner", "editor", "viewer"); None = admin/service
+    resync_scheduled: bool = False  # a sync-step-1 will follow a rate-limit refusal
 
     @property
     def namespace(self) -> str:
@@ -134,6 +144,7 @@ class Room:
         self.broken = False
         self.gate = Gate()
         self.waiting_since: float | None = None  # structs in the gate since then
+        self.rebuild_log: list[bytes] | None = None  # updates applied during a rebuild
         self.heal_at = 0.0
         self.heal_backoff = HEAL_AFTER_S
         self._sv: StateVector | None = None
@@ -156,6 +167,8 @@ class Room:
         """
         try:
             split = self.gate.split(update, self.state_vector())
+        except ImplausibleUpdate as exc:
+            raise InvalidUpdate(str(exc)) from exc
         except UpdateDecodeError as exc:
             raise InvalidUpdate("malformed update", {"reason": str(exc)[:200]}) from exc
         self._captured.clear()
@@ -171,6 +184,39 @@ class Room:
         return (
             captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
         ), split.parked
+
+    def would_change(self, update: bytes) -> bool:
+        """Would ``update`` change the document? (For viewers' step-2 replies: an
+        answer with nothing new is fine, anything else is refused.)"""
+        try:
+            decoded = decode(update)
+        except UpdateDecodeError as exc:
+            raise InvalidUpdate("malformed update", {"reason": str(exc)[:200]}) from exc
+        sv = self.state_vector()
+        for client, structs in decoded.structs.items():
+            if any(s.kind != SKIP and s.end > sv.get(client, 0) for s in structs):
+                return True  # content we do not have
+        deletes = {c: r for c, r in decoded.deletes.items() if r}
+        if not deletes:
+            return False
+        if any(c + n > sv.get(client, 0) for client, rr in deletes.items() for c, n in rr):
+            return True
+        # Deletions of content we have: new unless already deleted. Try them on a copy.
+        copy = Doc[Any]()
+        copy.apply_update(self.doc.get_update())
+        fired: list[bool] = []
+        sub = copy.observe(lambda _e: fired.append(True))
+        try:
+            copy.apply_update(encode({}, deletes))
+        except Exception:
+            return True
+        except BaseException as exc:  # pyo3 PanicException
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            return True
+        finally:
+            copy.unobserve(sub)
+        return bool(fired)
 
     def _integrate(self, chunk: bytes, sv_after: StateVector) -> None:
         """Hand a causally complete update to yrs (which then has state ``sv_after``)."""
@@ -531,6 +577,8 @@ class RoomManager:
         stores = origin in (Origin.CLIENT, Origin.SERVER)
         if stores and self.committer.pending() >= self.settings.max_pending_updates:
             raise Unavailable("too many updates are waiting for the store; retry later")
+        if room.rebuild_log is not None:
+            room.rebuild_log.append(update)
         try:
             effective, pending = room.apply(update)
         except RoomBroken as exc:
@@ -611,22 +659,30 @@ class RoomManager:
         async with self._lock(room.project_id):
             if not room.broken:
                 return
+            # What is queued now is stored after the load or still queued; what arrives
+            # from here on is logged: nothing falls between the two.
+            room.rebuild_log = []
+            queued = self.committer.queued(room.project_id)
             try:
                 loaded = await self.store.load_document(room.project_id)
+                rebuilt = LoadedDoc(
+                    snapshot=loaded.snapshot,
+                    snapshot_seq=loaded.snapshot_seq,
+                    updates=[*loaded.updates, *(LogEntry(-1, u) for u in queued)],
+                    head_seq=loaded.head_seq,
+                )
+                doc, gate, _ = await asyncio.to_thread(build_doc, rebuilt)
             except StoreError:
+                room.rebuild_log = None
                 log.exception("rebuild of %s failed; retrying later", room.project_id)
                 await asyncio.sleep(1.0)
                 self.spawn(self.rebuild(room), f"rebuild:{room.project_id}")
                 return
-            queued = self.committer.queued(room.project_id)
-            rebuilt = LoadedDoc(
-                snapshot=loaded.snapshot,
-                snapshot_seq=loaded.snapshot_seq,
-                updates=[*loaded.updates, *(LogEntry(-1, u) for u in queued)],
-                head_seq=loaded.head_seq,
-            )
-            doc, gate, _ = await asyncio.to_thread(build_doc, rebuilt)
+            logged, room.rebuild_log = room.rebuild_log, None
             room.replace_doc(doc, gate)
+            for update in logged:
+                with contextlib.suppress(InvalidUpdate, RoomBroken):
+                    room.apply(update)
             room.store_seq = loaded.head_seq
             log.warning("room %s rebuilt after a failed update", room.project_id)
         await self.resync_clients(room)

@@ -6,6 +6,7 @@ This is the only module that reads ``os.environ``; everything else receives a
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -95,7 +96,10 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", "jwt_algorithms", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        """``a,b`` or a JSON list ``["a", "b"]``."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 

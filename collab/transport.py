@@ -18,9 +18,10 @@ from urllib.parse import parse_qsl
 
 import pycrdt
 import socketio
+from aiohttp import WSCloseCode, WSMsgType
+from aiohttp.http_websocket import WebSocketError
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers import aiohttp as aiohttp_driver
-from pycrdt import Doc
 
 from auth.errors import AuthError
 from auth.permissions import Access
@@ -29,6 +30,7 @@ from auth.tokens import TokenVerifier
 from collab.errors import (
     CollabError,
     Forbidden,
+    InvalidAwareness,
     InvalidProjectId,
     InvalidUpdate,
     NotFoundError,
@@ -49,6 +51,7 @@ from collab.protocol import (
     NAMESPACE_PREFIX,
     as_bytes,
     project_id_from_namespace,
+    single_binary,
 )
 from collab.ratelimit import TokenBucket
 from collab.rooms import Conn, Origin, Room, RoomManager
@@ -67,6 +70,12 @@ _wants_ack: contextvars.ContextVar[bool] = contextvars.ContextVar("wants_ack", d
 _ENGINE_QUERY = frozenset({"EIO", "transport", "t", "sid", "j", "b64"})
 # Refusals per 10 s after which a socket is disconnected as abusive.
 ABUSE_REFUSALS = 50
+# A message over the transport cap closes the socket; the stock client reconnects and
+# re-sends the same content in its step-2 reply, forever. So for this long the user's
+# next connection to that project is refused (connect_error, which the client does not
+# retry) with PAYLOAD_TOO_LARGE.
+TOO_BIG_PENALTY_S = 60.0
+TOO_BIG_KEY = "collab.message_too_big"
 
 
 class CollabPacket(socketio.packet.Packet):  # type: ignore[misc]
@@ -96,6 +105,16 @@ class CollabPacket(socketio.packet.Packet):  # type: ignore[misc]
 
 
 class CollabServer(socketio.AsyncServer):  # type: ignore[misc]
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        if namespace and "," in namespace:
+            # No answer can reach the stock client: its parser cuts a CONNECT_ERROR for
+            # "/yjs|a,b" at the first ',', fails, drops the transport and reconnects,
+            # forever. Unanswered, it waits in "connecting" and does no harm. Our ids
+            # never contain ',' (PROTOCOL-NOTES §1.1).
+            log.warning("ignored a connection to %r: ',' cannot be in a document name", namespace)
+            return
+        await super()._handle_connect(eio_sid, namespace, data)
+
     async def _handle_event(self, eio_sid: str, namespace: str, id: Any, data: Any) -> Any:
         token = _wants_ack.set(id is not None)
         try:
@@ -122,6 +141,20 @@ class _UncompressedWebSocket(aiohttp_driver.WebSocket):  # type: ignore[misc]
         self.environ = environ
         await self.handler(self)
         return self._sock
+
+    async def wait(self) -> Any:
+        msg = await self._sock.receive()
+        if (
+            msg.type == WSMsgType.ERROR
+            and isinstance(msg.data, WebSocketError)
+            and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG
+        ):
+            # Over the transport cap: aiohttp closes the socket (1009). Remember it on
+            # the connection so that the disconnect handler can stop the reconnect loop.
+            self.environ[TOO_BIG_KEY] = True
+        if not isinstance(msg.data, bytes | str):
+            raise OSError("websocket closed")
+        return msg.data
 
 
 def create_sio(settings: Settings) -> CollabServer:
@@ -191,6 +224,7 @@ class SocketTransport:
         self.conns: dict[str, Conn] = {}  # document sockets
         self.main: dict[str, Principal] = {}  # sockets of the main namespace
         self.user_sockets: dict[str, set[str]] = {}  # user id -> main-namespace sids
+        self.too_big: dict[tuple[str, str], float] = {}  # (user, project) -> until
         self.on_main_connect: MainConnectHook | None = None
         self.on_main_disconnect: MainDisconnectHook | None = None
         rooms.resync_hook = self.send_sync_step_1
@@ -246,6 +280,15 @@ class SocketTransport:
                 {"project_id": project_id, "query": sorted(extra)[:10]},
             )
         principal = self._authenticate(auth)
+        until = self.too_big.get((principal.user_id, project_id))
+        if until is not None:
+            if until > time.monotonic():
+                raise PayloadTooLarge(
+                    "your last change was larger than the server accepts and was not "
+                    "saved; reload the document",
+                    {"max_bytes": self.settings.transport_max_bytes},
+                )
+            del self.too_big[(principal.user_id, project_id)]
         try:
             role = await self.store.get_role(project_id, principal.user_id)
         except NotFound as exc:
@@ -329,6 +372,11 @@ class SocketTransport:
             return
         conn = self.conns.pop(sid, None)
         if conn is not None:
+            environ = self.sio.get_environ(sid, namespace) or {}
+            if environ.get(TOO_BIG_KEY):
+                self.too_big[(conn.principal.user_id, conn.project_id)] = (
+                    time.monotonic() + TOO_BIG_PENALTY_S
+                )
             await self.rooms.leave(sid, conn.project_id)
 
     # -- document events -------------------------------------------------------------------
@@ -343,7 +391,7 @@ class SocketTransport:
         try:
             conn = self._conn(namespace, sid)
             room = await self.rooms.get(conn.project_id)
-            sv = as_bytes(args[0] if args else None, "sync-step-1")
+            sv = single_binary(args, "sync-step-1")
             try:
                 return room.doc.get_update(sv)
             except (ValueError, RuntimeError) as exc:
@@ -360,7 +408,7 @@ class SocketTransport:
         wants_ack = _wants_ack.get()
         try:
             conn = self._conn(namespace, sid)
-            update = self._check_update(conn, args[0] if args else None, "sync-update")
+            update = self._check_update(conn, single_binary(args, "sync-update"), "sync-update")
             if conn.access < Access.WRITE or conn.read_only_reason:
                 raise Forbidden(
                     conn.read_only_reason or "viewers cannot change the document",
@@ -393,7 +441,7 @@ class SocketTransport:
             if update == EMPTY_UPDATE:
                 return
             if conn.access < Access.WRITE or conn.read_only_reason:
-                if _would_change(room.doc, update):
+                if room.would_change(update):
                     raise Forbidden(
                         conn.read_only_reason
                         or "viewers cannot change the document; local changes were not applied",
@@ -425,7 +473,7 @@ class SocketTransport:
     async def _on_awareness(self, namespace: str, sid: str, *args: Any) -> None:
         try:
             conn = self._conn(namespace, sid)
-            data = as_bytes(args[0] if args else None, "awareness-update")
+            data = single_binary(args, "awareness-update", InvalidAwareness)
             if len(data) > self.settings.max_update_bytes:
                 raise PayloadTooLarge("awareness update too large")
             self.metrics.presence_messages.inc()
@@ -461,8 +509,28 @@ class SocketTransport:
         log.info("refused: %s", exc.message, extra={"sid": sid, "code": exc.code})
         await self.sio.emit(EV_ERROR, exc.payload(), to=sid, namespace=namespace)
         conn = self.conns.get(sid)
-        if conn is not None and exc.code != "FORBIDDEN" and not conn.refusals.take():
+        if conn is None:
+            return
+        if exc.code != "FORBIDDEN" and not conn.refusals.take():
             await self.kick(sid, namespace, RateLimited("too many refused messages; disconnected"))
+            return
+        if isinstance(exc, RateLimited) and not conn.resync_scheduled:
+            # The stock client never sends a refused update again by itself, and its
+            # later edits depend on it: ask for everything we lack once the bucket has
+            # refilled (one message carries it all).
+            conn.resync_scheduled = True
+            delay = max(1.0, 2.0 / self.settings.messages_per_second)
+            self.rooms.spawn(self._resync_later(sid, delay), f"resync:{sid}")
+
+    async def _resync_later(self, sid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        conn = self.conns.get(sid)
+        if conn is None:
+            return
+        conn.resync_scheduled = False
+        room = self.rooms.rooms.get(conn.project_id)
+        if room is not None:
+            await self.send_sync_step_1(room, sid)
 
     # -- server-initiated ------------------------------------------------------------------
 
@@ -499,21 +567,6 @@ class SocketTransport:
         for sid in sids:
             await self.sio.emit(event, data, to=sid, namespace="/")
         return len(sids)
-
-
-def _would_change(doc: Doc[Any], update: bytes) -> bool:
-    """Would applying ``update`` change ``doc``? (Checked on a copy.)"""
-    if pycrdt.get_update(update, doc.get_state())[:1] != b"\x00":
-        return True  # structs we do not have
-    copy = Doc[Any]()
-    copy.apply_update(doc.get_update())
-    fired: list[bool] = []
-    sub = copy.observe(lambda _e: fired.append(True))
-    try:
-        copy.apply_update(update)
-    finally:
-        copy.unobserve(sub)
-    return bool(fired)
 
 
 __all__ = ["NAMESPACE_PREFIX", "CollabServer", "SioEmitter", "SocketTransport", "create_sio"]

@@ -24,7 +24,7 @@ loading replays the log through the same gate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
 from dataclasses import dataclass, field
 
 from pycrdt import merge_updates
@@ -292,62 +292,124 @@ class Split:
     sv: StateVector  # the document's state once ``ready`` is applied
 
 
+# A delete set may name clocks a little past what this server holds (it may have lost
+# an instance's last unstored updates, which their authors will send again); far past,
+# it would silently delete another client's future edits as they arrive.
+DELETE_SLACK = 1024
+
+
+class ImplausibleUpdate(UpdateDecodeError):
+    """A well-formed update that no honest client sends (see ``DELETE_SLACK``)."""
+
+
+class _Held:
+    """One client's structs waiting for their predecessors, sorted by clock."""
+
+    __slots__ = ("clocks", "structs")
+
+    def __init__(self) -> None:
+        self.clocks: list[int] = []
+        self.structs: list[Struct] = []
+
+    def __len__(self) -> int:
+        return len(self.structs)
+
+    def add(self, s: Struct) -> bool:
+        i = bisect.bisect_left(self.clocks, s.clock)
+        if i < len(self.clocks) and self.clocks[i] == s.clock:
+            if self.structs[i].length >= s.length:
+                return False
+            self.structs[i] = s
+            return True
+        self.clocks.insert(i, s.clock)
+        self.structs.insert(i, s)
+        return True
+
+    def covering(self, clock: int) -> Struct | None:
+        """The held struct that continues at ``clock`` (starting at or before it)."""
+        i = bisect.bisect_right(self.clocks, clock) - 1
+        # Overlapping structs (the same range sent twice, cut differently) are rare:
+        # look back a few for one that reaches past ``clock``.
+        for j in range(i, max(i - 8, -1), -1):
+            if self.structs[j].end > clock:
+                return self.structs[j]
+        return None
+
+    def remove(self, s: Struct) -> None:
+        i = bisect.bisect_left(self.clocks, s.clock)
+        while self.structs[i] is not s:
+            i += 1
+        del self.clocks[i]
+        del self.structs[i]
+
+    def drop_below(self, clock: int) -> None:
+        """Forget structs the document already has entirely."""
+        i = bisect.bisect_right(self.clocks, clock)
+        keep = [k for k in range(i) if self.structs[k].end > clock]
+        if len(keep) < i:
+            self.clocks[:i] = [self.clocks[k] for k in keep]
+            self.structs[:i] = [self.structs[k] for k in keep]
+
+    def max_end(self) -> int:
+        return max((s.end for s in self.structs[-8:]), default=0)
+
+
 class Gate:
     """Holds the parts of updates that are not causally ready for a document.
 
     ``split(update, sv)`` returns what can be applied to a document whose state is
     ``sv`` and keeps the rest; ``release(sv)`` returns what became ready since. Call
-    ``release`` again after applying its result, until it returns None.
+    ``release`` again after applying its result, until it returns None. The cost of
+    an update is logarithmic in what waits (per client, sorted by clock).
     """
 
     def __init__(self) -> None:
-        self._structs: dict[int, dict[int, Struct]] = {}  # client -> clock -> struct
+        self._held: dict[int, _Held] = {}
         self._deletes: dict[int, list[tuple[int, int]]] = {}
 
     @property
     def pending(self) -> bool:
-        return bool(self._structs) or any(self._deletes.values())
+        return bool(self._held) or bool(self._deletes)
 
     def pending_structs(self) -> int:
-        return sum(len(v) for v in self._structs.values())
+        return sum(len(h) for h in self._held.values())
 
     def split(self, update: bytes, sv: StateVector) -> Split:
-        """Raises ``UpdateDecodeError`` (and keeps nothing) for malformed bytes."""
+        """Raises ``UpdateDecodeError`` (and keeps nothing) for malformed bytes and
+        ``ImplausibleUpdate`` for a delete set reaching far past every known clock."""
         decoded = decode(update)
+        self._check_deletes(decoded, sv)
         if not self.pending:
             after = _ready_as_is(decoded, sv)
             if after is not None:
                 return Split(ready=update, parked=False, sv=after)
+        was_pending = self.pending
         added: list[Struct] = []
         for client, structs in decoded.structs.items():
-            held = self._structs.setdefault(client, {})
-            for s in structs:
-                if s.kind == SKIP or s.end <= sv.get(client, 0):
+            for st in structs:
+                if st.kind == SKIP or st.end <= sv.get(client, 0):
                     continue  # a skip carries nothing; the rest we already have
-                if s.clock not in held or held[s.clock].length < s.length:
-                    held[s.clock] = s
-                    added.append(s)
-            if not held:
-                del self._structs[client]
+                held = self._held.get(client)
+                if held is None:
+                    held = self._held[client] = _Held()
+                if held.add(st):
+                    added.append(st)
         for client, ranges in decoded.deletes.items():
             if ranges:
-                self._deletes.setdefault(client, []).extend(ranges)
-        was_empty = len(added) == sum(len(v) for v in self._structs.values()) and not any(
-            r for c, r in self._deletes.items() if c not in decoded.deletes
-        )
+                waiting = self._deletes.setdefault(client, [])
+                for r in ranges:
+                    bisect.insort(waiting, r)
         ready, after = self._take_ready(sv)
+        parked = any(self._is_held(st) for st in added) or any(
+            client in self._deletes for client in decoded.deletes
+        )
         if (
             ready is not None
-            and was_empty
+            and not was_pending
             and not self.pending
             and len(added) == sum(len(v) for v in decoded.structs.values())
         ):
-            ready = update  # the common case: all of it, as it came
-        parked = any(self._structs.get(s.client, {}).get(s.clock) is s for s in added) or any(
-            any(end > c for c, n in decoded.deletes.get(client, []) for end in [c + n])
-            and client in self._deletes
-            for client in decoded.deletes
-        )
+            ready = update  # all of it (and nothing released with it), as it came
         return Split(ready=ready, parked=parked, sv=after)
 
     def release(self, sv: StateVector) -> tuple[bytes, StateVector] | None:
@@ -363,15 +425,40 @@ class Gate:
             return None
         runs: dict[int, list[Struct]] = {}
         parts: list[bytes] = []
-        for client, held in self._structs.items():
-            for s in sorted(held.values(), key=lambda s: s.clock):
+        for client, held in self._held.items():
+            for st in held.structs:
                 run = runs.setdefault(client, [])
-                if run and run[-1].end != s.clock:
+                if run and run[-1].end != st.clock:
                     parts.append(encode({client: run}, {}))
                     runs[client] = run = []
-                run.append(s)
+                run.append(st)
         parts.append(encode(runs, self._deletes))
         return merge_updates(*parts) if len(parts) > 1 else parts[0]
+
+    def _is_held(self, st: Struct) -> bool:
+        held = self._held.get(st.client)
+        if held is None:
+            return False
+        i = bisect.bisect_left(held.clocks, st.clock)
+        return i < len(held.structs) and held.structs[i] is st
+
+    def _check_deletes(self, decoded: Decoded, sv: StateVector) -> None:
+        for client, ranges in decoded.deletes.items():
+            if not ranges:
+                continue
+            known = sv.get(client, 0)
+            held = self._held.get(client)
+            if held is not None:
+                known = max(known, held.max_end())
+            own = decoded.structs.get(client)
+            if own:
+                known = max(known, own[-1].end)
+            end = max(c + n for c, n in ranges)
+            if end > known + DELETE_SLACK:
+                raise ImplausibleUpdate(
+                    f"the delete set reaches clock {end} of client {client}, "
+                    f"far past the {known} this document knows"
+                )
 
     def _take_ready(self, sv: StateVector) -> tuple[bytes | None, StateVector]:
         avail = dict(sv)
@@ -379,43 +466,43 @@ class Gate:
         progress = True
         while progress:
             progress = False
-            for client, held in self._structs.items():
+            for client, held in list(self._held.items()):
+                held.drop_below(avail.get(client, 0))
                 while True:
-                    start = avail.get(client, 0)
-                    s = _covering(held, start)
-                    if s is None:
-                        break
-                    if not all(dc < avail.get(dcl, 0) for dcl, dc in s.deps):
+                    at = avail.get(client, 0)
+                    st = held.covering(at)
+                    if st is None or any(dc >= avail.get(dcl, 0) for dcl, dc in st.deps):
                         break
                     run = ready.setdefault(client, [])
-                    if run and run[-1].end != s.clock:
+                    if run and run[-1].end != st.clock:
                         # Overlaps the run's end: one client has one section per
                         # update, so it goes out with the next ``release``.
                         break
-                    del held[s.clock]
-                    run.append(s)
-                    avail[client] = s.end
+                    held.remove(st)
+                    run.append(st)
+                    avail[client] = st.end
                     progress = True
-                # drop what the state already covers
-                for clock in [c for c, x in held.items() if x.end <= avail.get(client, 0)]:
-                    del held[clock]
-        for client in [c for c, h in self._structs.items() if not h]:
-            del self._structs[client]
+                if not held:
+                    del self._held[client]
         deletes: dict[int, list[tuple[int, int]]] = {}
         for client, ranges in list(self._deletes.items()):
+            # Ranges are sorted by clock: only those starting below the state can go.
             have = avail.get(client, 0)
-            keep: list[tuple[int, int]] = []
-            for clock, length in ranges:
+            j = bisect.bisect_left(ranges, (have, 0))
+            if j == 0:
+                continue
+            out = deletes.setdefault(client, [])
+            rest: list[tuple[int, int]] = []
+            for clock, length in ranges[:j]:
                 if clock + length <= have:
-                    deletes.setdefault(client, []).append((clock, length))
-                elif clock < have:
-                    deletes.setdefault(client, []).append((clock, have - clock))
-                    keep.append((have, clock + length - have))
+                    out.append((clock, length))
                 else:
-                    keep.append((clock, length))
-            if keep:
-                self._deletes[client] = keep
-            else:
+                    out.append((clock, have - clock))
+                    rest.append((have, clock + length - have))
+            del ranges[:j]
+            for r in rest:
+                bisect.insort(ranges, r)
+            if not ranges:
                 del self._deletes[client]
         if not ready and not deletes:
             return None, avail
@@ -446,24 +533,3 @@ def _ready_as_is(decoded: Decoded, sv: StateVector) -> StateVector | None:
         if any(c + n > have for c, n in ranges):
             return None
     return after
-
-
-def _covering(held: dict[int, Struct], clock: int) -> Struct | None:
-    """The held struct that continues at ``clock`` (starting at or before it)."""
-    s = held.get(clock)
-    if s is not None:
-        return s
-    best = None
-    for x in held.values():
-        if x.clock < clock < x.end and (best is None or x.end > best.end):
-            best = x
-    return best
-
-
-def has_gaps(structs: Iterable[Struct]) -> bool:
-    prev = None
-    for s in structs:
-        if prev is not None and s.clock != prev:
-            return True
-        prev = s.end
-    return False

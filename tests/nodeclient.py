@@ -21,7 +21,6 @@ node process dies. Unsolicited events (``status``, ``synced``, ``connection-erro
 
 # Every call takes its own `timeout`: node-side waits get it too, so that a timeout
 # reports what node saw (doc JSON, awareness states) instead of a bare CancelledError.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 

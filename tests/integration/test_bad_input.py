@@ -448,12 +448,6 @@ async def test_update_past_a_clock_gap_applies_once_the_gap_is_filled(
         assert not sc.a.errors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an update whose delete set covers clocks the document does not hold yet "
-    "is accepted; yrs keeps the range and deletes those structs when they arrive, so "
-    "any editor can silently swallow another client's future edits",
-)
 async def test_update_deleting_structs_that_do_not_exist_is_refused(
     server: InProcessServer, rest: Rest
 ) -> None:
@@ -465,24 +459,6 @@ async def test_update_deleting_structs_that_do_not_exist_is_refused(
         await sc.a.emit("sync-update", black_hole)
         await expect_error(sc.a, "INVALID_UPDATE", timeout=2)
         await sc.assert_intact(before)
-
-
-async def test_update_deleting_structs_that_do_not_exist_does_not_break_the_room(
-    server: InProcessServer, rest: Rest
-) -> None:
-    """What happens today (see the xfail above): the victim's next edits are stored but
-    shown to nobody; everyone else is unaffected and the connections are kept."""
-    async with scene(server.url, rest) as sc:
-        victim = sc.b.doc.client_id
-        black_hole = b"\x00\x01" + _var_uint(victim) + b"\x01\x00" + _var_uint(10**6)
-        assert (await sc.a.send_update(black_hole))["ok"] is True
-        await sc.b.set_meta("swallowed", 1)
-        await sc.a.set_meta("visible", 1)
-        await sc.b.wait(lambda: sc.b.meta().get("visible") == 1, what="a's edit at b")
-        meta = (await sc.graph())["meta"]
-        assert meta.get("visible") == 1 and "swallowed" not in meta
-        assert sc.a.connected and sc.b.connected
-        await assert_alive(sc.url)
 
 
 async def _graph(rest: Rest, pid: str, tok: str) -> dict[str, Any]:
@@ -607,11 +583,6 @@ def _with_probes(g: dict[str, Any]) -> dict[str, Any]:
     return {**g, "meta": {**g["meta"], "probe-b1": 1, "probe-a1": 1}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a viewer's step-2 ack that panics pycrdt escapes the handler "
-    "(transport._would_change applies it to a copy outside any try): no error event",
-)
 async def test_pycrdt_panic_in_a_viewers_step2_is_refused(
     server: InProcessServer, rest: Rest
 ) -> None:
@@ -658,11 +629,6 @@ async def test_sync_update_with_wrong_payload_type(
         await sc.assert_intact(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: extra arguments are ignored: transport._on_sync_update applies args[0] "
-    "and accepts the message instead of refusing it",
-)
 async def test_sync_update_with_several_arguments(server: InProcessServer, rest: Rest) -> None:
     async with scene(server.url, rest) as sc:
         before = await sc.snapshot()
@@ -708,10 +674,6 @@ async def test_sync_step_1_with_malformed_state_vector(
         await sc.assert_intact(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: extra arguments are ignored by transport._on_sync_step_1 (no error)",
-)
 async def test_sync_step_1_with_several_arguments(server: InProcessServer, rest: Rest) -> None:
     async with scene(server.url, rest) as sc:
         before = await sc.snapshot()
@@ -720,11 +682,6 @@ async def test_sync_step_1_with_several_arguments(server: InProcessServer, rest:
         await sc.assert_intact(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a non-binary awareness-update is refused with INVALID_UPDATE, not "
-    "INVALID_AWARENESS (transport._on_awareness uses as_bytes, which raises InvalidUpdate)",
-)
 @pytest.mark.parametrize("args", WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
 async def test_awareness_update_with_wrong_payload_type(
     server: InProcessServer, rest: Rest, args: tuple[Any, ...]
@@ -749,10 +706,6 @@ async def test_awareness_update_with_wrong_payload_type_is_refused(
         await sc.assert_intact(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: extra arguments are ignored by transport._on_awareness (no error)",
-)
 async def test_awareness_update_with_several_arguments(server: InProcessServer, rest: Rest) -> None:
     async with scene(server.url, rest) as sc:
         await sc.a.emit("awareness-update", awareness(1, 1, {"x": 1}), b"\x00")
@@ -923,12 +876,6 @@ async def test_awareness_with_non_ascii_state_round_trips(
         assert not sc.a.errors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a state with a lone surrogate (JSON.stringify escapes it as \\ud83d) "
-    "decodes, then presence.dumps_state (orjson.dumps) raises TypeError: the handler "
-    "fails, no error event, the presence is silently dropped",
-)
 async def test_awareness_with_lone_surrogate_is_relayed(
     server: InProcessServer, rest: Rest
 ) -> None:
@@ -1144,12 +1091,6 @@ async def _graph_has(rest: Rest, pid: str, tok: str, node: str) -> bool:
 
 
 @pytest.mark.interop
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an edit over the transport cap (16 x max_update_bytes) makes engine.io "
-    "close the WebSocket; the stock client reconnects and re-sends it in its step-2 "
-    "reply, forever (PROTOCOL-NOTES §1.8), and is never told why",
-)
 async def test_edit_over_the_transport_cap_does_not_cause_a_reconnect_loop(
     small_server: InProcessServer, small_rest: Rest, nc: NodeClients
 ) -> None:
@@ -1218,12 +1159,6 @@ async def test_project_id_with_comma_never_connects(
 
 
 @pytest.mark.interop
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the CONNECT_ERROR for namespace '/yjs|a,b' is sent as '4/yjs|a,b,{...}', "
-    "which socket.io-client's parser cuts at the first ',' and cannot decode ('parse "
-    "error'): it drops the transport and reconnects, forever",
-)
 async def test_project_id_with_comma_does_not_cause_a_reconnect_loop(
     server: InProcessServer, rest: Rest, nc: NodeClients
 ) -> None:
@@ -1378,12 +1313,6 @@ async def test_refusal_abuse_disconnects_the_socket(server: InProcessServer, res
 
 
 @pytest.mark.interop
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a RATE_LIMITED update of the stock client is never pulled again (no "
-    "sync-step-1 follows once the bucket refills): its edits, and every later edit "
-    "that depends on them, reach nobody until it reconnects",
-)
 async def test_stock_client_converges_after_being_rate_limited(
     tmp_path: Path, nc: NodeClients
 ) -> None:

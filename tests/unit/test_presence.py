@@ -257,11 +257,6 @@ def test_malformed_update_applies_nothing() -> None:
     assert p.entries == {} and p.take_dirty() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lone surrogate (as JSON.stringify escapes it) decodes, then "
-    "dumps_state raises TypeError from apply_local: neither applied nor InvalidAwareness",
-)
 def test_lone_surrogate_in_a_state_is_applied() -> None:
     p = Presence()
     data = encode_awareness([(1, 1, '{"label":"cut \\ud83d"}')])

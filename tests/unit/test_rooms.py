@@ -184,13 +184,6 @@ def _parked_cost_per_update(room: Room, updates: list[bytes]) -> float:
     return (time.process_time() - started) / len(updates)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the causal gate's cost per update grows with the number of parked "
-    "structs (Gate._take_ready / _covering rescan them all): quadratic, so one client "
-    "that keeps sending updates past a gap (e.g. after an oversized edit was refused) "
-    "ties up the event loop for the whole instance",
-)
 def test_parking_updates_costs_the_same_however_many_wait() -> None:
     def edit(doc: Doc[Any]) -> None:
         m = doc.get("meta", type=Map)
@@ -465,12 +458,6 @@ async def test_a_panic_rebuilds_the_room_from_the_store_and_resyncs_clients(
     assert fut is not None and await fut == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RoomManager.rebuild reads the store, then (after an await) the committer "
-    "queue: an update committed in between is in neither and is missing from the rebuilt "
-    "doc (only a resync from its author, if still connected, brings it back)",
-)
 async def test_rebuild_keeps_an_update_committed_while_it_loads(setup: Setup) -> None:
     room = await setup.rooms.get("p1")  # no clients: nobody to re-sync from
     (first,) = session(1, meta_sets("a"))

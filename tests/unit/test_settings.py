@@ -111,11 +111,6 @@ def test_jwt_algorithms(monkeypatch: pytest.MonkeyPatch, raw: str, expected: lis
     assert Settings().jwt_algorithms == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Settings._split_csv leaves a value starting with '[' for JSON decoding, "
-    "but the fields are NoDecode, so the JSON list form fails validation",
-)
 @pytest.mark.parametrize(
     ("name", "raw", "expected"),
     [
