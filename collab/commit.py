@@ -1,10 +1,12 @@
 """Group commit of accepted updates into the store's update log.
 
-Updates are queued as they are accepted and written in batches: the first update of a
-batch waits at most ``window_ms`` for others, then the whole batch (every project)
-goes to the store in one transaction. The future of each update resolves with its log
-seq once the transaction has committed: that is when a client's ``sync-update`` ack is
-sent ("saved").
+Updates are queued as they are accepted and written in batches, one transaction per
+batch (every project): when the committer is idle the first update goes at once (or
+after ``window_ms``, default 0), and everything that arrives while a transaction is in
+flight shares the next one. So batches grow with the load by themselves, and an update
+waits at most one transaction before its own starts. The future of each update
+resolves with its log seq once the transaction has committed: that is when a client's
+``sync-update`` ack is sent ("saved").
 
 If the store fails, the batch stays queued and is retried with backoff; live editing
 goes on. Memory is bounded (``max_pending`` updates / ``max_bytes``): past the bound

@@ -302,3 +302,35 @@ async def test_start_twice_is_refused(store: RecordingStore) -> None:
             await c.start()
     finally:
         await c.close()
+
+
+async def test_updates_arriving_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    """Group commit without a window: the first update goes at once; those that arrive
+    while its transaction is in flight are written together by the next one."""
+
+    class SlowStore(RecordingStore):
+        def __init__(self, path: str) -> None:
+            super().__init__(path)
+            self.release = asyncio.Event()
+            self.started = asyncio.Event()
+
+        async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> AppendResult:
+            self.started.set()
+            await self.release.wait()
+            return await super().append_updates(batch)
+
+    store = SlowStore(str(tmp_path / "slow.sqlite3"))
+    await store.start()
+    await store.create_project("p1", "p1", "alice")
+    c = committer(store, window_ms=0)
+    await c.start()
+    try:
+        first = c.submit("p1", u(0))
+        await asyncio.wait_for(store.started.wait(), 5)  # its transaction is in flight
+        rest = [c.submit("p1", u(i)) for i in range(1, 21)]
+        store.release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, *rest), 10) == list(range(1, 22))
+        assert [len(b) for b in store.batches] == [1, 20]
+    finally:
+        await c.close()
+        await store.close()

@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert s.max_message_bytes is None
     assert s.transport_max_bytes == 16 * 1_048_576
     assert s.messages_per_second == 200.0
-    assert s.commit_window_ms == 10.0
+    assert s.commit_window_ms == 0.0
     assert s.log_format == "json"
     assert s.dev_mode is None
     assert s.development  # nothing configured: development mode
