@@ -47,7 +47,7 @@ run_collab() { # $1 = label, $2 = scenario, extra env in COLLAB_ENV
     dburl="${PG_ADMIN%/*}/$db"
   fi
   env COLLAB_DATA_DIR="$dir" COLLAB_JWT_SECRET="$SECRET" COLLAB_PORT=$port COLLAB_LOG_LEVEL=WARNING \
-      COLLAB_MESSAGES_PER_SECOND=100000 ${dburl:+COLLAB_DATABASE_URL=$dburl} \
+      COLLAB_MESSAGES_PER_SECOND=100000 COLLAB_MAX_CONNECTIONS_PER_USER=100000 ${dburl:+COLLAB_DATABASE_URL=$dburl} \
       "$PY" -m collab serve >"$OUT/$label-$sc.server.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   wait_http "http://127.0.0.1:$port/healthz"

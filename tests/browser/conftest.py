@@ -142,7 +142,9 @@ class Pages:
                 "height": box["y"] + box["height"] + 32,
             }
         await page.screenshot(path=str(path), clip=clip)
-        if copy_to is not None:
+        # The README's screenshots (docs/*.png) are refreshed on request only, so that a
+        # test run leaves the checkout clean: COLLAB_UPDATE_DOCS=1 ./scripts/test tests/browser
+        if copy_to is not None and os.environ.get("COLLAB_UPDATE_DOCS") == "1":
             copy_to.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, copy_to)
         return path
