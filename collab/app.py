@@ -270,10 +270,12 @@ async def _close_sockets(app: web.Application) -> None:
     the load balancer, to another instance."""
     svc = app[SERVICES]
     svc.rooms.closing = True
-    eio = svc.sio.eio
-    for eio_sid in list(eio.sockets):
+    for sock in list(svc.sio.eio.sockets.values()):
+        # wait=False: ``eio.disconnect`` waits for the socket's send queue to drain,
+        # which never happens when its writer is already gone (a client that was
+        # leaving): shutdown then hung until SIGKILL.
         with contextlib.suppress(Exception):
-            await eio.disconnect(eio_sid)
+            await asyncio.wait_for(sock.close(wait=False), timeout=1.0)
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -83,20 +83,11 @@ class Origin(enum.Enum):
 
 
 class Emitter(Protocol):
-    """How rooms reach sockets (python-socketio in production)."""
+    """How rooms reach their sockets (python-socketio in production)."""
 
-    async def emit(
-        self,
-        event: str,
-        data: Any,
-        *,
-        namespace: str,
-        to: str | None = None,
-        skip_sid: str | set[str] | None = None,
-        callback: Callable[..., Any] | None = None,
-    ) -> None: ...
-
-    async def disconnect(self, sid: str, namespace: str) -> None: ...
+    def broadcast(self, event: str, data: bytes, *, namespace: str, skip: set[str]) -> int:
+        """Queue a binary event for every socket of the namespace but ``skip``, in call
+        order; return how many got it."""
 
 
 @dataclass(slots=True)
@@ -647,12 +638,10 @@ class RoomManager:
         if isinstance(skip, str) and len(room.conns) == 1 and skip in room.conns:
             return
         started = time.monotonic()
-        self.metrics.messages_out.labels(event).inc(len(room.conns) - (1 if skip else 0))
-        coro = self.emitter.emit(event, payload, namespace=room.namespace, skip_sid=skip)
-        task = self.spawn(coro, f"emit:{room.project_id}")
-        task.add_done_callback(
-            lambda _t: self.metrics.fanout_seconds.observe(time.monotonic() - started)
-        )
+        skipped = {skip} if isinstance(skip, str) else (skip or set())
+        sent = self.emitter.broadcast(event, payload, namespace=room.namespace, skip=skipped)
+        self.metrics.messages_out.labels(event).inc(sent)
+        self.metrics.fanout_seconds.observe(time.monotonic() - started)
 
     async def rebuild(self, room: Room) -> None:
         """Replace a possibly corrupt doc by store + queued updates, then re-sync."""

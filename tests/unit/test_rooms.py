@@ -276,21 +276,10 @@ class RecordingEmitter:
     sent: list[tuple[str, bytes, str | set[str] | None]] = field(default_factory=list)
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def emit(
-        self,
-        event: str,
-        data: Any,
-        *,
-        namespace: str,
-        to: str | None = None,
-        skip_sid: str | set[str] | None = None,
-        callback: Callable[..., Any] | None = None,
-    ) -> None:
-        self.sent.append((event, data, skip_sid))
+    def broadcast(self, event: str, data: bytes, *, namespace: str, skip: set[str]) -> int:
+        self.sent.append((event, data, skip))
         self.event.set()
-
-    async def disconnect(self, sid: str, namespace: str) -> None:
-        pass
+        return 1
 
 
 @dataclass
