@@ -61,6 +61,8 @@ def _serve(settings: Settings) -> int:
     from collab.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, settings.instance_id)
+    loop = _event_loop(settings)
+    asyncio.set_event_loop(loop)
     app = create_app(settings)
     print(f"collab listening on http://{settings.host}:{settings.port}", file=sys.stderr)
     web.run_app(
@@ -70,8 +72,21 @@ def _serve(settings: Settings) -> int:
         print=None,
         shutdown_timeout=settings.shutdown_grace_s,
         access_log=None,
+        loop=loop,
     )
     return 0
+
+
+def _event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    if settings.event_loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if settings.event_loop == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _secret(settings: Settings) -> str:
