@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp_cors
 from aiohttp import web
 
 from auth.tokens import TokenVerifier
@@ -191,6 +192,8 @@ def create_app(
         return json_response(openapi)
 
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    if settings.cors_origins:
+        _allow_cors(app, settings.cors_origins)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -198,6 +201,21 @@ def create_app(
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _allow_cors(app: web.Application, origins: list[str]) -> None:
+    """CORS for the REST API (Socket.IO checks the same origins itself)."""
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=False,
+        expose_headers="*",
+        allow_headers=("Authorization", "Content-Type"),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    for route in list(app.router.routes()):
+        if route.resource is not None and route.resource.canonical.startswith("/api/"):
+            cors.add(route)
 
 
 def _refresh_metrics(svc: Services) -> None:

@@ -39,7 +39,7 @@ from auth.principal import Principal
 from collab import graph
 from collab.broker.base import Broker, StreamEntry, StreamTrimmed
 from collab.commit import Committer
-from collab.errors import CollabError, InvalidUpdate, Unavailable
+from collab.errors import CollabError, InvalidUpdate, PayloadTooLarge, Unavailable
 from collab.metrics import Metrics
 from collab.presence import Presence
 from collab.protocol import EV_AWARENESS, EV_SYNC_UPDATE, NAMESPACE_PREFIX
@@ -136,6 +136,10 @@ class Room:
         self.gate = Gate()
         self.waiting_since: float | None = None  # structs in the gate since then
         self.rebuild_log: list[bytes] | None = None  # updates applied during a rebuild
+        # Encoded size of the doc when last measured, plus what was accepted since:
+        # an upper bound, cheap to keep (measuring is O(doc)). See ``doc_bytes``.
+        self.measured_bytes = 0
+        self.bytes_since_measured = 0
         self.heal_at = 0.0
         self.heal_backoff = HEAL_AFTER_S
         self._sv: StateVector | None = None
@@ -250,8 +254,20 @@ class Room:
         self.doc = doc
         self.gate = gate
         self._sv = None
+        self.measure()
         self._sub = self.doc.observe(self._on_transaction)
         self.broken = False
+
+    def measure(self) -> int:
+        """The document's encoded size now (O(doc): done on load and periodically)."""
+        self.measured_bytes = len(self.doc.get_update())
+        self.bytes_since_measured = 0
+        return self.measured_bytes
+
+    @property
+    def doc_bytes(self) -> int:
+        """An upper bound of the encoded size (updates only add what they carry)."""
+        return self.measured_bytes + self.bytes_since_measured
 
     def graph(self) -> dict[str, Any]:
         return dict(graph.materialize(self.doc))
@@ -310,7 +326,7 @@ class Room:
             "project_id": self.project_id,
             "connections": len(self.conns),
             "users": sorted(users.values(), key=lambda u: str(u["id"])),
-            "doc_bytes": len(self.doc.get_update()),
+            "doc_bytes": self.measure(),
             "node_count": nodes,
             "edge_count": edges,
             "updates_per_s": round(self.updates_per_second(), 2),
@@ -570,6 +586,13 @@ class RoomManager:
             raise Unavailable("too many updates are waiting for the store; retry later")
         if room.rebuild_log is not None:
             room.rebuild_log.append(update)
+        limit = self.settings.max_doc_bytes
+        # The cheap upper bound first; only near the limit is the doc measured.
+        if stores and room.doc_bytes + len(update) > limit and room.measure() + len(update) > limit:
+            raise PayloadTooLarge(
+                "the document has reached its size limit",
+                {"doc_bytes": room.measured_bytes, "max_doc_bytes": limit},
+            )
         try:
             effective, pending = room.apply(update)
         except RoomBroken as exc:
@@ -586,6 +609,7 @@ class RoomManager:
         if effective is None and not pending:
             return None  # a duplicate: nothing new
         room.note_activity()
+        room.bytes_since_measured += len(update)
         self.metrics.updates_in.labels(origin.value).inc()
         self.metrics.update_bytes_in.inc(len(update))
         if effective is not None:
@@ -610,6 +634,7 @@ class RoomManager:
         if update is None:
             return None
         room.note_activity()
+        room.bytes_since_measured += len(update)
         if room.unversioned_since is None:
             room.unversioned_since = time.time()
         self._broadcast(room, EV_SYNC_UPDATE, update, skip=None)
