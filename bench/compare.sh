@@ -2,6 +2,9 @@
 # Side-by-side benchmark: our server vs the anchors, same loadgen, same machine.
 #   bench/compare.sh                      scenarios i and ii, collab (SQLite) vs Hocuspocus
 #   SCENARIOS="i ii" SERVERS="collab collab-pg hocuspocus ysocketio" bench/compare.sh
+#   SCENARIOS=ii SERVERS="collab-redis1 collab-redis5" bench/compare.sh   # cross-instance
+# Servers: collab (SQLite, in-process broker), collab-pg (Postgres), collab-redisN (N
+# instances on Redis + Postgres), hocuspocus, ysocketio (the Node anchors).
 # Needs ../shared/bench (copied to $BENCH_DIR and `npm ci`-ed there). Results: JSON lines
 # in $OUT/results.jsonl and Markdown tables on stdout. Everything runs on 127.0.0.1.
 set -euo pipefail
@@ -63,6 +66,41 @@ run_collab() { # $1 = label, $2 = scenario, extra env in COLLAB_ENV
   if [ -n "$dburl" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE ${dburl##*/} WITH (FORCE)" >/dev/null; fi
 }
 
+run_cluster() { # $1 = label (collab-redisN: N instances, Redis + Postgres), $2 = scenario
+  # Clients are spread round-robin over the instances; with N = clients per room (5
+  # in scenario ii) every client of a room is on a different instance, so every
+  # measured (edit, receiver) pair crosses instances. N = 1 is the same set-up with
+  # every pair on one instance.
+  local label="$1" sc="$2" n="${1#collab-redis}" dir db urls="" pids=""
+  dir="$(mktemp -d)"; db="collab_bench_$$_$RANDOM"
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $db" >/dev/null
+  local dburl="${PG_ADMIN%/*}/$db" prefix="bench-$$-$RANDOM"
+  for i in $(seq 0 $((n - 1))); do
+    local port=$((18100 + i))
+    env COLLAB_DATA_DIR="$dir/$i" COLLAB_JWT_SECRET="$SECRET" COLLAB_PORT=$port COLLAB_LOG_LEVEL=WARNING \
+        COLLAB_MESSAGES_PER_SECOND=100000 COLLAB_MAX_CONNECTIONS_PER_USER=100000 \
+        COLLAB_DATABASE_URL="$dburl" COLLAB_REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}" \
+        COLLAB_REDIS_PREFIX="$prefix" \
+        "$PY" -m collab serve >"$OUT/$label-$sc.server$i.log" 2>&1 &
+    local pid=$!; PIDS+=("$pid")
+    pids="${pids:+$pids,}$pid"; urls="${urls:+$urls,}http://127.0.0.1:$port"
+  done
+  for u in ${urls//,/ }; do wait_http "$u/healthz"; done
+  local tok names redis_pid
+  tok="$(env COLLAB_JWT_SECRET="$SECRET" COLLAB_DATA_DIR="$dir" "$PY" -m collab token --sub bench --ttl 7200)"
+  names="$("$PY" "$ROOT/bench/projects.py" --url "${urls%%,*}" --token "$tok" --count "$(rooms_of "$sc")")"
+  redis_pid="$(pgrep -x redis-server | head -1 || true)"
+  # shellcheck disable=SC2046
+  (cd "$BENCH_DIR" && node loadgen.mjs --server-kind socketio-yjs --url "$urls" \
+      --token "$tok" --room-names "$names" --server-pids "$pids" ${redis_pid:+--aux-pids $redis_pid} \
+      --label "$label/$sc" $(scenario_args "$sc") --out "$OUT/results.jsonl" >/dev/null 2>"$OUT/$label-$sc.loadgen.log")
+  for p in ${pids//,/ }; do kill "$p"; done
+  for p in ${pids//,/ }; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+  psql "$PG_ADMIN" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+  redis-cli --scan --pattern "$prefix*" | xargs -r redis-cli del >/dev/null
+}
+
 run_node() { # $1 = label (hocuspocus|ysocketio), $2 = scenario
   local label="$1" sc="$2" port kind url script
   case "$label" in
@@ -84,6 +122,7 @@ for sc in $SCENARIOS; do
     echo "== $s / $sc" >&2
     case "$s" in
       collab|collab-pg) run_collab "$s" "$sc" ;;
+      collab-redis*) run_cluster "$s" "$sc" ;;
       hocuspocus|ysocketio) run_node "$s" "$sc" ;;
     esac
   done

@@ -118,8 +118,8 @@ async def _migrate(settings: Settings) -> int:
     from collab.app import make_store
 
     store = make_store(settings)
-    # start() migrates too; call migrate() explicitly to report what it did.
-    applied = await store.migrate()
+    await store.start()  # applies pending migrations (under a lock: safe to race)
+    applied = store.applied_migrations
     await store.close()
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0

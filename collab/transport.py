@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import engineio
+import orjson
 import socketio
 from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.http_websocket import WebSocketError
@@ -175,6 +176,12 @@ def create_sio(settings: Settings) -> CollabServer:
     return sio
 
 
+def binary_event_header(namespace: str, event: str) -> str:
+    """The Socket.IO text packet announcing ``event`` with one binary attachment."""
+    args = orjson.dumps([event, {"_placeholder": True, "num": 0}]).decode()
+    return f"51-{namespace},{args}"
+
+
 class SioEmitter:
     """Room broadcasts straight into each socket's engine.io send queue.
 
@@ -196,12 +203,21 @@ class SioEmitter:
         self._sio = sio
         self._closing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._headers: dict[tuple[str, str], str] = {}
 
     def broadcast(self, event: str, data: bytes, *, namespace: str, skip: set[str]) -> int:
-        pkt = self._sio.packet_class(socketio.packet.EVENT, namespace=namespace, data=[event, data])
-        encoded = pkt.encode()
-        parts = encoded if isinstance(encoded, list) else [encoded]
-        eio_packets = [engineio.packet.Packet(engineio.packet.MESSAGE, p) for p in parts]
+        # A binary event is a text header (the same for every message of an event in a
+        # namespace, so built once) and the bytes as an attachment: exactly what
+        # socketio.packet.Packet encodes (tests/unit/test_transport.py checks it).
+        header = self._headers.get((namespace, event))
+        if header is None:
+            if len(self._headers) > 50_000:
+                self._headers.clear()
+            header = self._headers[(namespace, event)] = binary_event_header(namespace, event)
+        eio_packets = (
+            engineio.packet.Packet(engineio.packet.MESSAGE, header),
+            engineio.packet.Packet(engineio.packet.MESSAGE, data),
+        )
         sockets = self._sio.eio.sockets
         sent = 0
         for sid, eio_sid in self._sio.manager.get_participants(namespace, None):

@@ -138,6 +138,7 @@ class Store(Protocol):
     """
 
     kind: str  # "sqlite" | "postgres", for logs and /readyz
+    applied_migrations: list[str]  # what ``start()`` applied
 
     async def start(self) -> None:
         """Open connections and apply pending migrations (idempotent, safe to race)."""

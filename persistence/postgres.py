@@ -184,6 +184,7 @@ class PostgresStore:
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self.applied_migrations: list[str] = []
 
     def __repr__(self) -> str:
         parts = urlsplit(self._dsn)
@@ -212,7 +213,7 @@ class PostgresStore:
             await pool  # a failed first connect closes the pool itself
         try:
             self._pool = pool
-            await self.migrate()
+            self.applied_migrations = await self.migrate()
         except BaseException:
             self._pool = None
             pool.terminate()

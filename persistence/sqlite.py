@@ -86,6 +86,7 @@ class SqliteStore:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self.applied_migrations: list[str] = []
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -109,7 +110,7 @@ class SqliteStore:
                 await db.execute("PRAGMA synchronous = FULL")
                 await db.execute("PRAGMA foreign_keys = ON")
             self._db = db
-            await self.migrate()
+            self.applied_migrations = await self.migrate()
         except BaseException:
             self._db = None
             await db.close()

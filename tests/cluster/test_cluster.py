@@ -15,6 +15,7 @@ import pytest
 import socketio
 
 from tests.integration.test_durability import Writer
+from tests.integration.ysock import MainSock
 from tests.nodeclient import NodeClients
 from tests.server import Rest, ServerProcess, token, wait_for
 from tests.services import PrivatePostgres, PrivateRedis
@@ -350,3 +351,117 @@ async def test_sigterm_flushes_and_clients_reconnect_elsewhere(
         assert "after-restart" in final["nodes"]
     finally:
         await a2.stop()
+
+
+# -- notifications and the admin API across instances (issue 5) --------------------------
+
+
+async def test_a_notification_reaches_both_sockets_of_a_user_on_two_instances(
+    cluster: Cluster, pg_dsn: str, redis_url: str, redis_prefix: str
+) -> None:
+    a, b = await cluster(2, redis_url=redis_url, database_url=pg_dsn, prefix=redis_prefix)
+    bob = token("bob", "Bob")
+    on_a, on_b = MainSock(a.url, bob), MainSock(b.url, bob)
+    await on_a.connect()
+    await on_b.connect()
+    rest = Rest(a.url)
+    try:
+        status, body = await rest.post(
+            "/notifications",
+            {"user_ids": ["bob"], "kind": "build.finished", "payload": {"ok": True}},
+            token=token("svc", service=True),
+        )
+        assert status == 201, body
+        nid = body["items"][0]["id"]
+        for sock in (on_a, on_b):
+            await wait_for(
+                lambda s=sock: any(n["id"] == nid for n in s.notifications),
+                timeout=5,
+                message="the notification on both instances",
+            )
+        got = next(n for n in on_b.notifications if n["id"] == nid)
+        assert got["kind"] == "build.finished"
+        assert got["payload"] == {"ok": True}
+    finally:
+        await rest.close()
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_admin_sees_and_acts_on_rooms_of_every_instance(
+    cluster: Cluster, pg_dsn: str, redis_url: str, redis_prefix: str
+) -> None:
+    a, b = await cluster(
+        2, redis_url=redis_url, database_url=pg_dsn, prefix=redis_prefix, COLLAB_HEARTBEAT_S="0.5"
+    )
+    admin = token("root", "Root", admin=True)
+    rest_a = Rest(a.url)
+    try:
+        p1 = await rest_a.project(ALICE, "on a")
+        p2 = await rest_a.project(ALICE, "on b")
+        bob = token("bob", "Bob")
+        assert (await rest_a.put(f"/projects/{p2}/members/bob", {"role": "editor"}, token=ALICE))[
+            0
+        ] == 200
+        alice_a = Watcher(a.url, p1, ALICE)
+        alice_b = Watcher(b.url, p2, ALICE)
+        bob_b = Watcher(b.url, p2, bob)
+        for w in (alice_a, alice_b, bob_b):
+            await w.connect()
+
+        async def listed() -> dict[str, Any] | None:
+            status, body = await rest_a.get("/admin/rooms", token=admin)
+            assert status == 200, body
+            rows = {r["project_id"]: r for r in body["rooms"]}
+            if p1 in rows and p2 in rows and rows[p2]["connections"] == 2:
+                return rows
+            return None
+
+        rows = await wait_for(listed, timeout=10, message="both rooms in the cluster view")
+        assert [i["instance_id"] for i in rows[p1]["instances"]] == [a.env["COLLAB_INSTANCE_ID"]]
+        assert [i["instance_id"] for i in rows[p2]["instances"]] == [b.env["COLLAB_INSTANCE_ID"]]
+        assert {(u["id"], u["role"]) for u in rows[p2]["users"]} == {
+            ("alice", "owner"),
+            ("bob", "editor"),
+        }
+        assert rows[p2]["project_name"] == "on b"
+
+        # Actions sent to A act on B's connections.
+        started = time.monotonic()
+        ro = f"/admin/rooms/{p2}/read-only"
+        status, _ = await rest_a.post(ro, {"read_only": True}, token=admin)
+        assert status == 200
+        await bob_b.wait("room-state", lambda s: s["read_only"], started, 2.0)
+        writer = Writer(b.url, p2, bob)
+        await writer.connect()
+        assert (await writer.write("refused"))["error"]["code"] == "FORBIDDEN"
+        await writer.sio.disconnect()
+        await rest_a.post(ro, {"read_only": False}, token=admin)
+        await bob_b.wait("room-state", lambda s: not s["read_only"], started, 2.0)
+
+        started = time.monotonic()
+        status, _ = await rest_a.post(f"/admin/rooms/{p2}/kick", {"user_id": "bob"}, token=admin)
+        assert status == 200
+        await bob_b.wait("disconnect", lambda _d: True, started, 2.0)
+        assert alice_b.sio.connected  # only bob was kicked
+
+        started = time.monotonic()
+        status, _ = await rest_a.post(f"/admin/rooms/{p2}/close", token=admin)
+        assert status == 200
+        await alice_b.wait("disconnect", lambda _d: True, started, 2.0)
+
+        # An instance that dies drops out of the registry within its TTL (3 beats).
+        b.kill()
+        started = time.monotonic()
+
+        async def gone() -> bool:
+            status, body = await rest_a.get("/admin/rooms", token=admin)
+            return status == 200 and all(
+                i["instance_id"] != b.env["COLLAB_INSTANCE_ID"] for i in body["instances"]
+            )
+
+        await wait_for(gone, timeout=5, message="the dead instance gone from the registry")
+        assert time.monotonic() - started < 3 * 0.5 + 1.5
+        await alice_a.sio.disconnect()
+    finally:
+        await rest_a.close()
