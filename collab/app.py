@@ -37,6 +37,7 @@ from collab.registry import Registry
 from collab.rooms import RoomManager
 from collab.services import Services
 from collab.settings import Settings
+from collab.tasks import stop_tasks
 from collab.transport import SioEmitter, SocketTransport, create_sio
 from collab.versions import Versions
 from collab.web import setup_web
@@ -260,12 +261,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             extra={"store": svc.store.kind, "broker": svc.broker.kind},
         )
         yield
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        await stop_tasks([sweeper], log)
         await svc.registry.close()
-        await svc.rooms.close()
-        await svc.committer.close(timeout=svc.settings.shutdown_grace_s)
+        grace = svc.settings.shutdown_grace_s
+        try:
+            # Versions of rooms with unsaved changes, orphan checks: bounded, since the
+            # committer below still writes everything that was accepted.
+            await asyncio.wait_for(svc.rooms.close(), timeout=grace)
+        except TimeoutError:
+            log.error("releasing the rooms took longer than %.0f s", grace)
+        await svc.committer.close(timeout=grace)
         await svc.compactor.close()
         await svc.broker.close()
     finally:

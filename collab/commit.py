@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from collab.errors import Unavailable
 from collab.metrics import Metrics
+from collab.tasks import stop_tasks
 from persistence.base import Store
 from persistence.errors import StoreError
 
@@ -144,9 +145,7 @@ class Committer:
             if not await self.flush_all(timeout):
                 log.error("closing with %d updates not stored", len(self._queue))
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task], log)
             self._task = None
         for item in self._queue:
             item.future.cancel()  # an ack waiter then reports UNAVAILABLE

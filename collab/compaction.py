@@ -18,6 +18,7 @@ import pycrdt
 
 from collab.metrics import Metrics
 from collab.rooms import build_doc
+from collab.tasks import stop_tasks
 from persistence.base import LoadedDoc, Store
 from persistence.errors import StoreError
 
@@ -86,8 +87,4 @@ class Compactor:
         return done
 
     async def close(self) -> None:
-        tasks = list(self._running.values())
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(list(self._running.values()), log)

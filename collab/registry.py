@@ -18,6 +18,7 @@ from collab.errors import Forbidden
 from collab.protocol import EV_ROOMS, EV_SUBSCRIBE_ROOMS
 from collab.rooms import RoomManager
 from collab.settings import Settings
+from collab.tasks import stop_tasks
 from collab.transport import SocketTransport
 from persistence.base import Store
 from persistence.errors import StoreError
@@ -78,9 +79,7 @@ class Registry:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task], log)
 
     async def _run(self) -> None:
         while True:

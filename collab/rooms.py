@@ -45,6 +45,7 @@ from collab.presence import Presence
 from collab.protocol import EV_AWARENESS, EV_SYNC_UPDATE, NAMESPACE_PREFIX
 from collab.ratelimit import TokenBucket
 from collab.settings import Settings
+from collab.tasks import stop_tasks
 from collab.yupdate import (
     SKIP,
     Gate,
@@ -390,17 +391,12 @@ class RoomManager:
         """Flush every room's pending work and release them (graceful shutdown)."""
         self.closing = True
         if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+            await stop_tasks([self._maintenance], log)
         for room in list(self.rooms.values()):
             if room.loaded.is_set() and room.load_error is None:
                 with contextlib.suppress(Exception):
                     await self._unload(room, final=True)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(list(self._tasks), log)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """A background task the manager keeps alive and cancels at close."""

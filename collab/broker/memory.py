@@ -39,6 +39,7 @@ from collab.broker.base import (
     StreamEntry,
     StreamTrimmed,
 )
+from collab.tasks import stop_tasks
 
 __all__ = [
     "INFLIGHT_SKEW_MS",
@@ -51,7 +52,6 @@ __all__ = [
     "deliver_stream_entries",
     "format_id",
     "parse_id",
-    "stop_tasks",
     "trim_point_ms",
 ]
 
@@ -166,33 +166,6 @@ async def deliver_stream_entries(
             continue
         batch.append(StreamEntry(id=entry.id, origin=entry.origin, payload=entry.payload))
     await flush()
-
-
-# A cancelled task is cancelled again at this interval until it ends: on Python 3.11,
-# asyncio.wait_for (used inside redis-py for every socket write) swallows a cancellation
-# that arrives as the awaited write completes, and the task carries on.
-RECANCEL_INTERVAL_S = 0.05
-# stop_tasks gives up (and logs) after this long.
-STOP_TIMEOUT_S = 5.0
-
-
-async def stop_tasks(tasks: Iterable[asyncio.Task[None]], log: logging.Logger) -> None:
-    """Cancel ``tasks`` and wait until they have ended (see ``RECANCEL_INTERVAL_S``).
-    A cancellation of the caller propagates."""
-    pending = {task for task in tasks if not task.done()}
-    finished = {task for task in tasks if task.done()}
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while pending:
-        for task in pending:
-            task.cancel()
-        done, pending = await asyncio.wait(pending, timeout=RECANCEL_INTERVAL_S)
-        finished |= done
-        if pending and time.monotonic() > deadline:
-            log.error("broker tasks did not stop: %s", sorted(t.get_name() for t in pending))
-            break
-    for task in finished:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("broker task %s failed", task.get_name(), exc_info=task.exception())
 
 
 # -- the hub -----------------------------------------------------------------------

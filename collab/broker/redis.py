@@ -89,8 +89,8 @@ from collab.broker.memory import (
     call_handler,
     deliver_stream_entries,
     parse_id,
-    stop_tasks,
 )
+from collab.tasks import stop_tasks
 
 __all__ = ["PUBLISH_SCRIPT", "RedisBroker"]
 
