@@ -7,7 +7,6 @@ test passes its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -293,12 +292,15 @@ async def _close_sockets(app: web.Application) -> None:
     the load balancer, to another instance."""
     svc = app[SERVICES]
     svc.rooms.closing = True
-    for sock in list(svc.sio.eio.sockets.values()):
-        # wait=False: ``eio.disconnect`` waits for the socket's send queue to drain,
-        # which never happens when its writer is already gone (a client that was
-        # leaving): shutdown then hung until SIGKILL.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(sock.close(wait=False), timeout=1.0)
+    # Close the websockets themselves: engine.io's close waits for send queues that may
+    # never drain, and its CLOSE packet is ignored by the client (which would then keep
+    # the connection until the ping timeout, 15 s).
+    websockets = list(svc.sio.open_websockets)
+    if websockets:
+        await asyncio.gather(
+            *(asyncio.wait_for(ws.going_away(), timeout=3.0) for ws in websockets),
+            return_exceptions=True,
+        )
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -76,6 +76,7 @@ ABUSE_REFUSALS = 50
 # next connection to that project is refused (connect_error, which the client does not
 # retry) with PAYLOAD_TOO_LARGE.
 TOO_BIG_PENALTY_S = 60.0
+WS_CLOSE_TIMEOUT_S = 2.0
 TOO_BIG_KEY = "collab.message_too_big"
 
 
@@ -106,6 +107,8 @@ class CollabPacket(socketio.packet.Packet):  # type: ignore[misc]
 
 
 class CollabServer(socketio.AsyncServer):  # type: ignore[misc]
+    open_websockets: set[_UncompressedWebSocket]
+
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         if namespace and "," in namespace:
             # No answer can reach the stock client: its parser cuts a CONNECT_ERROR for
@@ -133,15 +136,30 @@ class _UncompressedWebSocket(aiohttp_driver.WebSocket):  # type: ignore[misc]
     for the same reason.
     """
 
+    registry: set[_UncompressedWebSocket]  # the open ones (see ``create_sio``)
+
     async def __call__(self, environ: dict[str, Any]) -> Any:
         request = environ["aiohttp.request"]
         self._sock = WebSocketResponse(
-            max_msg_size=self.server.max_http_buffer_size, compress=False
+            max_msg_size=self.server.max_http_buffer_size,
+            compress=False,
+            # Bound on waiting for the client's close frame when we close.
+            timeout=WS_CLOSE_TIMEOUT_S,
         )
         await self._sock.prepare(request)
         self.environ = environ
-        await self.handler(self)
+        self.registry.add(self)
+        try:
+            await self.handler(self)
+        finally:
+            self.registry.discard(self)
         return self._sock
+
+    async def going_away(self) -> None:
+        """Close the connection itself (1001): engine.io's own CLOSE packet is ignored
+        by engine.io-client, which then keeps the socket open until the ping timeout.
+        The client takes this as a transport close and reconnects."""
+        await self._sock.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     async def wait(self) -> Any:
         msg = await self._sock.receive()
@@ -172,7 +190,10 @@ def create_sio(settings: Settings) -> CollabServer:
         logger=False,
         engineio_logger=False,
     )
-    sio.eio._async = {**sio.eio._async, "websocket": _UncompressedWebSocket}
+    open_websockets: set[_UncompressedWebSocket] = set()
+    driver = type("CollabWebSocket", (_UncompressedWebSocket,), {"registry": open_websockets})
+    sio.eio._async = {**sio.eio._async, "websocket": driver}
+    sio.open_websockets = open_websockets
     return sio
 
 

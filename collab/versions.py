@@ -65,6 +65,14 @@ class Versions:
         if room.unversioned_since is None:
             return
         try:
+            # Several instances hold a busy room; each sees "its" last editor leave.
+            # The first one's version is enough when the others hold the same doc.
+            latest = await self.store.latest_version(room.project_id)
+            if latest is not None:
+                state = await self.store.get_version_state(room.project_id, latest.version)
+                if state == room.doc.get_update():
+                    room.unversioned_since = None
+                    return
             await self.create(room, label=f"auto: {reason}", created_by=None, kind="auto")
         except NotFound:
             pass  # the project was deleted meanwhile
