@@ -81,7 +81,9 @@ def summary(latencies: list[float]) -> dict[str, float]:
     return {"n": len(xs), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "max_ms": q(1.0)}
 
 
-async def pair(sender_url: str, receiver_url: str, tok: str, rate: float, seconds: float) -> dict[str, float]:
+async def pair(
+    sender_url: str, receiver_url: str, tok: str, rate: float, seconds: float
+) -> dict[str, float]:
     pid = create_project(sender_url, tok, f"probe {time.time()}")
     sender, receiver = Probe(sender_url, pid, tok), Probe(receiver_url, pid, tok)
     await sender.connect()

@@ -4,8 +4,8 @@ One instance at a time per project: the store's lease, whose fence token is chec
 the same transaction that writes the snapshot and trims the log, so a compactor that
 lost its lease (paused, slow) changes nothing. The work reads only what the *store*
 holds (never the live doc, which may hold updates not yet durable), runs in a thread,
-and never drops causally pending structs (PROTOCOL-NOTES §3): what the causal gate still
-holds is merged into the snapshot as it is.
+and never drops causally pending structs (PROTOCOL-NOTES §3): the log rows holding
+structs that still wait for predecessors stay in the log, uncompacted.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
-import pycrdt
 
 from collab.metrics import Metrics
 from collab.rooms import build_doc
@@ -29,15 +27,18 @@ log = logging.getLogger("collab.compaction")
 LEASE_TTL_S = 120.0
 
 
-def merge(loaded: LoadedDoc) -> bytes:
-    """The snapshot that replaces ``loaded`` (snapshot + tail), with the structs that
-    still wait for predecessors kept as they are."""
-    doc, gate, _bad = build_doc(loaded)
-    merged = doc.get_update()
-    parked = gate.parked_update()
-    if parked is not None:
-        merged = pycrdt.merge_updates(merged, parked)
-    return merged
+def merge(loaded: LoadedDoc) -> tuple[bytes, int]:
+    """The snapshot that replaces ``loaded`` and the last log row it covers.
+
+    The snapshot is a complete document (what yrs integrated): rows from the first one
+    whose structs still wait for predecessors on are not covered and stay in the log,
+    so that nothing pending is lost and a snapshot can be applied without the gate.
+    """
+    built = build_doc(loaded)
+    through = loaded.head_seq
+    if built.first_parked_seq is not None:
+        through = built.first_parked_seq - 1
+    return built.doc.get_update(), through
 
 
 class Compactor:
@@ -67,9 +68,11 @@ class Compactor:
                 loaded = await self.store.load_document(project_id)
                 if not loaded.updates:
                     return False
-                snapshot = await asyncio.to_thread(merge, loaded)
+                snapshot, through = await asyncio.to_thread(merge, loaded)
+                if through <= loaded.snapshot_seq:
+                    return False  # everything after the snapshot still waits
                 done = await self.store.compact(
-                    project_id, fence=fence, snapshot=snapshot, through_seq=loaded.head_seq
+                    project_id, fence=fence, snapshot=snapshot, through_seq=through
                 )
             finally:
                 await self.store.release_compaction_lease(project_id, fence)
@@ -82,7 +85,7 @@ class Compactor:
             "compacted %d rows in %.3f s",
             len(loaded.updates),
             time.monotonic() - started,
-            extra={"project": project_id, "through_seq": loaded.head_seq, "fenced": not done},
+            extra={"project": project_id, "through_seq": through, "fenced": not done},
         )
         return done
 

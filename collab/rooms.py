@@ -445,10 +445,10 @@ class RoomManager:
             position = await self.broker.join_stream(pid)
             await self.broker.subscribe(presence_channel(pid))
             loaded = await self.store.load_document(pid)
-            doc, gate, bad = await asyncio.to_thread(build_doc, loaded)
-            for seq in bad:
+            built = await asyncio.to_thread(build_doc, loaded)
+            for seq in built.bad:
                 log.error("skipped an unreadable log row", extra={"project": pid, "seq": seq})
-            room.replace_doc(doc, gate)
+            room.replace_doc(built.doc, built.gate)
             room.store_seq = loaded.head_seq
             # Entries published but maybe not stored yet: from the oldest marker on.
             markers = await self.broker.inflight_markers(pid)
@@ -681,7 +681,7 @@ class RoomManager:
                     updates=[*loaded.updates, *(LogEntry(-1, u) for u in queued)],
                     head_seq=loaded.head_seq,
                 )
-                doc, gate, _ = await asyncio.to_thread(build_doc, rebuilt)
+                built = await asyncio.to_thread(build_doc, rebuilt)
             except StoreError:
                 room.rebuild_log = None
                 log.exception("rebuild of %s failed; retrying later", room.project_id)
@@ -689,7 +689,7 @@ class RoomManager:
                 self.spawn(self.rebuild(room), f"rebuild:{room.project_id}")
                 return
             logged, room.rebuild_log = room.rebuild_log, None
-            room.replace_doc(doc, gate)
+            room.replace_doc(built.doc, built.gate)
             for update in logged:
                 with contextlib.suppress(InvalidUpdate, RoomBroken):
                     room.apply(update)
@@ -830,7 +830,7 @@ class RoomManager:
     async def reconcile(self, room: Room) -> None:
         """Append ``live doc - stored doc`` to the log (no-op when the store has it all)."""
         loaded = await self.store.load_document(room.project_id)
-        stored, _, _ = await asyncio.to_thread(build_doc, loaded)
+        stored = (await asyncio.to_thread(build_doc, loaded)).doc
         diff = room.doc.get_update(stored.get_state())
         changed: list[bytes] = []
         sub = stored.observe(lambda e: changed.append(e.update))
@@ -902,20 +902,40 @@ def _id_key(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def build_doc(loaded: LoadedDoc) -> tuple[Doc[Any], Gate, list[int]]:
-    """A fresh doc from snapshot + log, through the causal gate (run in a thread for
-    long logs). Returns the doc, what still waits for predecessors, and the seqs of
-    rows that could not be read (skipped and reported: one bad row never makes a
-    project unloadable)."""
+@dataclass(slots=True)
+class Built:
+    """A document rebuilt from the store (see ``build_doc``)."""
+
+    doc: Doc[Any]
+    gate: Gate  # structs still waiting for predecessors
+    bad: list[int]  # seqs of rows that could not be read (skipped and reported)
+    first_parked_seq: int | None  # first row whose structs still wait, if any
+
+
+def build_doc(loaded: LoadedDoc) -> Built:
+    """A fresh doc from snapshot + log (run in a thread for long logs).
+
+    The snapshot is applied as it is: compaction writes it from a document that went
+    through the gate, and never covers rows whose structs still wait (see
+    ``collab.compaction``), so it is complete. Log rows go through the causal gate. One
+    bad row never makes a project unloadable: it is skipped and reported.
+    """
     doc = Doc[Any]()
     gate = Gate()
     bad: list[int] = []
-    sv: StateVector = {}
-    entries = ([LogEntry(0, loaded.snapshot)] if loaded.snapshot else []) + loaded.updates
+    first_parked: int | None = None
     with doc.transaction():
-        for entry in entries:
+        if loaded.snapshot:
+            try:
+                doc.apply_update(loaded.snapshot)
+            except Exception:
+                bad.append(loaded.snapshot_seq)
+        sv: StateVector = decode_state_vector(doc.get_state())
+        for entry in loaded.updates:
             try:
                 split = gate.split(entry.update, sv)
+                if split.parked and first_parked is None:
+                    first_parked = entry.seq
                 chunk, after = split.ready, split.sv
                 while chunk is not None:
                     doc.apply_update(chunk)
@@ -928,4 +948,4 @@ def build_doc(loaded: LoadedDoc) -> tuple[Doc[Any], Gate, list[int]]:
                 if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                     raise
                 bad.append(entry.seq)
-    return doc, gate, bad
+    return Built(doc, gate, bad, first_parked if gate.pending else None)
