@@ -43,6 +43,11 @@ for u in "${URLS[@]}"; do
 done
 TOK="$(env COLLAB_JWT_SECRET="$SECRET" "$PY" -m collab token --sub bench --ttl 7200)"
 NAMES="$("$PY" "$ROOT/bench/projects.py" --url "${URLS[0]}" --token "$TOK" --count 20)"
+if [ -n "${NO_LOAD:-}" ]; then  # NO_LOAD=1: the probes alone, on an idle cluster
+  "$PY" "$ROOT/bench/propagation.py" --same "${URLS[0]}" --cross "${URLS[0]},${URLS[1]}" \
+      --token "$TOK" --rate 5 --seconds 20 | tee "$OUT/propagation-idle.json"
+  exit 0
+fi
 (cd "$BENCH_DIR" && node loadgen.mjs --server-kind socketio-yjs --url "${URLS[0]},${URLS[1]}" \
     --token "$TOK" --room-names "$NAMES" --server-pids "${PIDS[0]},${PIDS[1]}" \
     --rooms 20 --clients-per-room 5 --edits-per-sec 5 --duration 40 --warmup 3 --procs 2 \
