@@ -139,6 +139,7 @@ def create_app(
         max_bytes=settings.max_pending_bytes,
         metrics=metrics,
         on_committed=lambda p, s: rooms_ref[0].on_committed(p, s),
+        on_recovered=lambda: rooms_ref[0].on_store_recovered(),
     )
     rooms = RoomManager(
         settings=settings, store=store, broker=broker, committer=committer, metrics=metrics

@@ -57,6 +57,7 @@ class Committer:
     window_ms: how long the first update of a batch waits for company.
     max_pending, max_bytes: memory bound while the store is slow or down.
     on_committed: called with (project_id, seqs) after each commit, in the loop.
+    on_recovered: called (in the loop) when a commit succeeds after the store failed.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Committer:
         max_bytes: int,
         metrics: Metrics,
         on_committed: CommitListener | None = None,
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._window = window_ms / 1000.0
@@ -75,6 +77,7 @@ class Committer:
         self._max_bytes = max_bytes
         self._metrics = metrics
         self._on_committed = on_committed
+        self._on_recovered = on_recovered
         self._queue: deque[_Item] = deque()
         self._bytes = 0
         self._per_project: dict[str, int] = {}
@@ -183,13 +186,19 @@ class Committer:
                     delay = min(delay * 2, RETRY_MAX_S)
                     continue
                 delay = RETRY_MIN_S
-                if not self.healthy:
+                recovered = not self.healthy
+                if recovered:
                     log.info("store reachable again; %d updates waiting", len(self._queue))
                 self.healthy = True
                 self.last_error = None
                 self._metrics.commit_seconds.observe(time.monotonic() - started)
                 self._metrics.commit_batch_size.observe(len(batch))
                 self._done(batch, result.seqs)
+                if recovered and self._on_recovered is not None:
+                    try:
+                        self._on_recovered()
+                    except Exception:
+                        log.exception("recovery listener failed")
 
     def _fail(self, exc: BaseException) -> None:
         if self.healthy:

@@ -697,6 +697,13 @@ class RoomManager:
             log.warning("room %s rebuilt after a failed update", room.project_id)
         await self.resync_clients(room)
 
+    def on_store_recovered(self) -> None:
+        """Committer callback: the store is back, so pull from every local client what
+        the rooms may lack (updates refused while the queue was full)."""
+        for room in list(self.rooms.values()):
+            if room.conns:
+                self.spawn(self.resync_clients(room), f"resync:{room.project_id}")
+
     async def resync_clients(self, room: Room) -> None:
         """Send our state vector to every local client: they answer with what we lack."""
         if self.resync_hook is not None:

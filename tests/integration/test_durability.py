@@ -207,3 +207,60 @@ async def test_postgres_restart_mid_editing_loses_nothing_and_editing_never_stop
             await rest.close()
     finally:
         pg.cleanup()
+
+
+async def test_updates_refused_while_the_backlog_was_full_are_pulled_back_after_recovery(
+    tmp_path: Path, nc: NodeClients
+) -> None:
+    """Past the in-memory bound, edits are refused (an error event; the stock client
+    keeps them). Once Postgres is back, the server re-sends sync-step-1 to its clients,
+    which answer with what it lacks: no reconnect needed, nothing lost."""
+    pg = PrivatePostgres()
+    await pg.start()
+    try:
+        env = {
+            "COLLAB_DATABASE_URL": pg.dsn,
+            "COLLAB_DATA_DIR": str(tmp_path),
+            "COLLAB_MAX_PENDING_UPDATES": "3",
+        }
+        srv = ServerProcess(env, name="pgbound", log_dir=tmp_path)
+        await srv.start()
+        rest = Rest(srv.url)
+        alice = token("alice")
+        try:
+            pid = await rest.project(alice)
+            for name in ("a", "b"):
+                await nc.open(name, url=srv.url, room=pid, token=alice)
+                await nc.wait_synced(name)
+            pg.stop("immediate")
+            mark = nc.mark()
+            for i in range(8):
+                await nc.add_node("a", type="During", x=i, y=i, node_id=f"during{i}")
+            err = await nc.wait_event("a", "server-error", after=mark, timeout=15)
+            assert err.data["payload"]["error"]["code"] == "UNAVAILABLE"
+            # b has only what the server accepted.
+            b_nodes = json.loads(await nc.json_str("b"))["nodes"]
+            assert len(b_nodes) < 8
+
+            await pg.start()
+            final = await nc.json_str("a")
+            await nc.wait_json("b", final, timeout=30)
+
+            async def stored() -> bool:
+                status, body = await rest.root("/readyz")
+                return status == 200 and body["checks"]["commits"]["pending"] == 0
+
+            await wait_for(stored, timeout=30, message="everything committed")
+        finally:
+            await srv.stop()
+        srv2 = ServerProcess(env, port=srv.port, name="pgbound-2", log_dir=tmp_path)
+        await srv2.start()
+        try:
+            graph = await _graph(rest, pid, alice)
+            assert sorted(graph["nodes"]) == [f"during{i}" for i in range(8)]
+            assert graph["nodes"] == json.loads(final)["nodes"]
+        finally:
+            await srv2.stop()
+            await rest.close()
+    finally:
+        pg.cleanup()

@@ -232,6 +232,39 @@ async def test_a_failing_store_is_retried_until_it_works(
         await store.close()
 
 
+async def test_the_recovery_listener_runs_once_when_the_store_comes_back(tmp_path: Path) -> None:
+    store = FailingStore(str(tmp_path / "db.sqlite3"), failures=2)
+    await store.start()
+    await store.create_project("p1", "p1", "alice")
+    recovered = asyncio.Event()
+    calls: list[int] = []
+
+    def on_recovered() -> None:
+        calls.append(len(calls))
+        recovered.set()
+
+    c = Committer(
+        store,
+        window_ms=0,
+        max_pending=100,
+        max_bytes=1 << 20,
+        metrics=Metrics(),
+        on_recovered=on_recovered,
+    )
+    await c.start()
+    try:
+        first = c.submit("p1", u(0))
+        await asyncio.wait_for(recovered.wait(), 10)
+        assert first.done() and first.result() == 1
+        assert calls == [0]
+        # Later commits on a healthy store are not recoveries.
+        assert await asyncio.wait_for(c.submit("p1", u(1)), 5) == 2
+        assert calls == [0]
+    finally:
+        await c.close()
+        await store.close()
+
+
 async def test_closing_while_the_store_is_down_cancels_the_waiters(tmp_path: Path) -> None:
     store = FailingStore(str(tmp_path / "db.sqlite3"), failures=10**6)
     await store.start()
