@@ -130,6 +130,7 @@ class Cluster:
         if room is None:
             return
         room.read_only = read_only
+        room.read_only_live = True
         for sid, conn in list(room.conns.items()):
             conn.read_only_reason = "an admin made this room read-only" if read_only else None
             await self.transport.send_room_state(sid)

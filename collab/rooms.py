@@ -39,7 +39,7 @@ from auth.principal import Principal
 from collab import graph
 from collab.broker.base import Broker, StreamEntry, StreamTrimmed
 from collab.commit import Committer
-from collab.errors import CollabError, InvalidUpdate, PayloadTooLarge, Unavailable
+from collab.errors import CollabError, Forbidden, InvalidUpdate, PayloadTooLarge, Unavailable
 from collab.metrics import Metrics
 from collab.presence import Presence
 from collab.protocol import EV_AWARENESS, EV_SYNC_UPDATE, NAMESPACE_PREFIX
@@ -127,6 +127,7 @@ class Room:
         self.store_seq = 0  # every log row <= this is in the doc
         self._committed_above: set[int] = set()
         self.read_only = False
+        self.read_only_live = False  # set by a cluster message: newer than the stored flag
         self.unversioned_since: float | None = None  # first change not in a version
         self.last_activity = time.time()
         self.updates_window: list[float] = []  # timestamps of recent updates (rate)
@@ -444,6 +445,9 @@ class RoomManager:
         try:
             position = await self.broker.join_stream(pid)
             await self.broker.subscribe(presence_channel(pid))
+            project = await self.store.get_project(pid)
+            if not room.read_only_live:
+                room.read_only = project.read_only
             loaded = await self.store.load_document(pid)
             built = await asyncio.to_thread(build_doc, loaded)
             for seq in built.bad:
@@ -626,6 +630,11 @@ class RoomManager:
         self, room: Room, mutate: Callable[[Doc[Any]], None]
     ) -> asyncio.Future[int | None] | None:
         """Apply a server-side change (import, restore) as a normal forward edit."""
+        if room.read_only:
+            raise Forbidden(
+                "an admin made this project read-only",
+                {"project_id": room.project_id, "read_only": True},
+            )
         update = room.change(mutate)
         if update is None:
             return None

@@ -31,6 +31,7 @@ class Project:
     owner: str
     created_at: datetime
     updated_at: datetime
+    read_only: bool = False  # an admin froze it: nobody changes the document
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,9 @@ class Store(Protocol):
         """Projects the user owns or is a member of, most recently updated first."""
 
     async def rename_project(self, project_id: str, name: str) -> Project: ...
+
+    async def set_read_only(self, project_id: str, read_only: bool) -> Project:
+        """Freeze (or unfreeze) the document. Raise ``NotFound``."""
 
     async def delete_project(self, project_id: str) -> None:
         """Delete the project and everything attached to it. Raise ``NotFound``."""

@@ -75,7 +75,7 @@ CONNECT_TIMEOUT_S = 10.0
 # /readyz answers within a probe's usual 1-10 s budget even when the pool is stuck.
 PING_TIMEOUT_S = 5.0
 
-_PROJECT_COLUMNS = "id, name, owner, created_at, updated_at"
+_PROJECT_COLUMNS = "id, name, owner, created_at, updated_at, read_only"
 _VERSION_COLUMNS = (
     "project_id, version, label, created_by, created_at, node_count, edge_count, log_seq"
 )
@@ -288,7 +288,7 @@ class PostgresStore:
             SELECT {_PROJECT_COLUMNS}, role FROM (
                 SELECT {_PROJECT_COLUMNS}, 'owner' AS role FROM projects WHERE owner = $1
                 UNION ALL
-                SELECT p.id, p.name, p.owner, p.created_at, p.updated_at, m.role
+                SELECT p.id, p.name, p.owner, p.created_at, p.updated_at, p.read_only, m.role
                 FROM project_members m JOIN projects p ON p.id = m.project_id
                 WHERE m.user_id = $1
             ) AS listing {after}
@@ -312,6 +312,18 @@ class PostgresStore:
                 f"RETURNING {_PROJECT_COLUMNS}",
                 project_id,
                 name,
+            )
+        if row is None:
+            raise NotFound(f"project {project_id!r}")
+        return _project(row)
+
+    @_retry_unsent
+    async def set_read_only(self, project_id: str, read_only: bool) -> Project:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"UPDATE projects SET read_only = $2 WHERE id = $1 RETURNING {_PROJECT_COLUMNS}",
+                project_id,
+                read_only,
             )
         if row is None:
             raise NotFound(f"project {project_id!r}")
@@ -777,7 +789,9 @@ def _row_count(status: str) -> int:
 
 
 def _project(row: asyncpg.Record) -> Project:
-    return Project(row["id"], row["name"], row["owner"], row["created_at"], row["updated_at"])
+    return Project(
+        row["id"], row["name"], row["owner"], row["created_at"], row["updated_at"], row["read_only"]
+    )
 
 
 def _version(row: asyncpg.Record) -> Version:

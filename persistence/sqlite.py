@@ -64,7 +64,7 @@ BUSY_TIMEOUT_MS = 5_000
 # let the other opener finish its few milliseconds of work.
 WAL_RETRY_S = 0.01
 
-_PROJECT_COLUMNS = "id, name, owner, created_at, updated_at"
+_PROJECT_COLUMNS = "id, name, owner, created_at, updated_at, read_only"
 _VERSION_COLUMNS = (
     "project_id, version, label, created_by, created_at, node_count, edge_count, log_seq"
 )
@@ -144,7 +144,8 @@ class SqliteStore:
         now = now_us()
         async with self._locked() as db:
             await db.execute(
-                f"INSERT INTO projects ({_PROJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO projects (id, name, owner, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (project_id, name, owner, now, now),
             )
         return Project(project_id, name, owner, utc_from_us(now), utc_from_us(now))
@@ -173,7 +174,7 @@ class SqliteStore:
             SELECT {_PROJECT_COLUMNS}, role FROM (
                 SELECT {_PROJECT_COLUMNS}, 'owner' AS role FROM projects WHERE owner = ?
                 UNION ALL
-                SELECT p.id, p.name, p.owner, p.created_at, p.updated_at, m.role
+                SELECT p.id, p.name, p.owner, p.created_at, p.updated_at, p.read_only, m.role
                 FROM project_members m JOIN projects p ON p.id = m.project_id
                 WHERE m.user_id = ?
             ) {after}
@@ -182,7 +183,7 @@ class SqliteStore:
         """
         async with self._locked() as db:
             rows = list(await db.execute_fetchall(sql, params))
-        items = [ProjectListing(_project(row), as_role(row[5])) for row in rows[:limit]]
+        items = [ProjectListing(_project(row), as_role(row[6])) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -196,6 +197,18 @@ class SqliteStore:
                     f"UPDATE projects SET name = ?, updated_at = ? WHERE id = ? "
                     f"RETURNING {_PROJECT_COLUMNS}",
                     (name, now_us(), project_id),
+                )
+            )
+        if row is None:
+            raise NotFound(f"project {project_id!r}")
+        return _project(row)
+
+    async def set_read_only(self, project_id: str, read_only: bool) -> Project:
+        async with self._locked() as db:
+            row = _first(
+                await db.execute_fetchall(
+                    f"UPDATE projects SET read_only = ? WHERE id = ? RETURNING {_PROJECT_COLUMNS}",
+                    (int(read_only), project_id),
                 )
             )
         if row is None:
@@ -683,7 +696,7 @@ def _first(rows: Iterable[Row]) -> Row | None:
 
 
 def _project(row: Row) -> Project:
-    return Project(row[0], row[1], row[2], utc_from_us(row[3]), utc_from_us(row[4]))
+    return Project(row[0], row[1], row[2], utc_from_us(row[3]), utc_from_us(row[4]), bool(row[5]))
 
 
 def _version(row: Row) -> Version:

@@ -142,7 +142,8 @@ async def close(ctx: Ctx) -> ActionOut:
 )
 async def read_only(ctx: Ctx) -> ActionOut:
     _admin(ctx)
-    await ctx.svc.store.get_project(ctx.project_id)
     body: ReadOnlyRequest = ctx.body
+    # Stored first: a room loaded later (anywhere) reads it; then every live room hears.
+    await ctx.svc.store.set_read_only(ctx.project_id, body.read_only)
     await ctx.svc.cluster.set_read_only(ctx.project_id, body.read_only)
     return ActionOut(ok=True, detail={"read_only": body.read_only})

@@ -39,6 +39,7 @@ class ProjectOut(BaseModel):
     owner: str
     created_at: datetime
     updated_at: datetime
+    read_only: bool = False
     role: Literal["owner", "editor", "viewer", "admin"] | None = None
 
     @classmethod
@@ -49,6 +50,7 @@ class ProjectOut(BaseModel):
             owner=p.owner,
             created_at=p.created_at,
             updated_at=p.updated_at,
+            read_only=p.read_only,
             role=role,  # type: ignore[arg-type]
         )
 

@@ -232,6 +232,23 @@ async def test_create_get_rename_project(store: Store) -> None:
     assert await store.get_project(project_id) == renamed
 
 
+async def test_read_only_flag_is_stored_and_listed(store: Store) -> None:
+    owner, member = new_id("u"), new_id("u")
+    project_id = await _project(store, owner)
+    await store.set_member(project_id, member, "editor")
+    assert (await store.get_project(project_id)).read_only is False
+    frozen = await store.set_read_only(project_id, True)
+    assert frozen.read_only is True
+    assert await store.get_project(project_id) == frozen
+    for user in (owner, member):  # both branches of the listing carry the flag
+        (listing,) = (await store.list_projects(user, limit=10)).items
+        assert listing.project == frozen
+    assert (await store.set_read_only(project_id, False)).read_only is False
+    assert (await store.get_project(project_id)).read_only is False
+    with pytest.raises(NotFound):
+        await store.set_read_only(new_id(), True)
+
+
 async def test_project_errors(store: Store) -> None:
     project_id = await _project(store)
     with pytest.raises(Conflict):

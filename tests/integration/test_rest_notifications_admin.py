@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from collab.keys import SERVICES
 from tests.conftest import new_id
 from tests.integration.conftest import MainFactory, SockFactory
 from tests.integration.helpers import all_pages, expect_error, is_timestamp
@@ -415,3 +416,56 @@ async def test_admin_read_only_refuses_edits_until_lifted(
     assert ack["ok"] is True, ack
     status, graph = await rest.get(f"/projects/{pid}/graph", token=ALICE)
     assert "allowed" in graph["nodes"]
+
+
+async def test_admin_read_only_outlives_the_room_and_covers_rest_changes(
+    server: InProcessServer, rest: Rest, ysocks: SockFactory
+) -> None:
+    pid, _, _ = await live_project(server, rest, ysocks)
+    status, version = await rest.post(f"/projects/{pid}/versions", {}, token=ALICE)
+    assert status == 201, version
+    status, body = await rest.post(
+        f"/admin/rooms/{pid}/read-only", {"read_only": True}, token=ADMIN
+    )
+    assert status == 200, body
+    status, project = await rest.get(f"/projects/{pid}", token=ALICE)
+    assert project["read_only"] is True
+    status, before = await rest.get(f"/projects/{pid}/graph", token=ALICE)
+
+    # Everybody leaves and the room is unloaded; a room loaded later is still frozen.
+    status, body = await rest.post(f"/admin/rooms/{pid}/close", {}, token=ADMIN)
+    assert status == 200, body
+    rooms = server.app[SERVICES].rooms
+
+    async def unloaded() -> bool:
+        return pid not in rooms.rooms
+
+    await wait_for(unloaded, timeout=15, message="room unloaded after close")
+    b2 = await ysocks(server.url, pid, BOB)
+    mark = len(b2.errors)
+    ack = await b2.add_node("blocked", type="Osc", x=0, y=0)
+    assert ack["error"]["code"] == "FORBIDDEN", ack
+    error = await b2.wait_error("FORBIDDEN", after=mark, timeout=5)
+    assert "read-only" in error["error"]["message"]
+
+    # REST changes are refused too, and the document is unchanged.
+    status, refused = await rest.put(f"/projects/{pid}/graph", before, token=ALICE)
+    expect_error(status, refused, 403, "FORBIDDEN")
+    assert refused["error"]["details"] == {"project_id": pid, "read_only": True}
+    n = version["version"]
+    status, refused = await rest.post(f"/projects/{pid}/versions/{n}/restore", {}, token=ALICE)
+    expect_error(status, refused, 403, "FORBIDDEN")
+    status, after = await rest.get(f"/projects/{pid}/graph", token=ALICE)
+    assert after == before
+
+    status, body = await rest.post(
+        f"/admin/rooms/{pid}/read-only", {"read_only": False}, token=ADMIN
+    )
+    assert status == 200, body
+    status, project = await rest.get(f"/projects/{pid}", token=ALICE)
+    assert project["read_only"] is False
+    a2 = await ysocks(server.url, pid, ALICE)
+    ack = await a2.add_node("allowed", type="Osc", x=0, y=0)
+    assert ack["ok"] is True, ack
+    status, graph = await rest.get(f"/projects/{pid}/graph", token=ALICE)
+    assert "allowed" in graph["nodes"] and "blocked" not in graph["nodes"]
