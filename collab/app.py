@@ -50,6 +50,9 @@ API_MODULES = (session_api, projects_api, versions_api, notifications_api, admin
 # before Postgres accepts connections).
 STORE_START_TIMEOUT_S = 60.0
 TOKEN_SWEEP_S = 5.0
+# How long a commit waits for its updates to reach the Redis stream (normally well
+# under a millisecond; bounded so that a stuck Redis never holds commits back).
+PUBLISH_WAIT_S = 1.0
 
 
 def make_store(settings: Settings) -> Store:
@@ -140,6 +143,7 @@ def create_app(
         metrics=metrics,
         on_committed=lambda p, s: rooms_ref[0].on_committed(p, s),
         on_recovered=lambda: rooms_ref[0].on_store_recovered(),
+        before_commit=lambda: broker.published(PUBLISH_WAIT_S),
     )
     rooms = RoomManager(
         settings=settings, store=store, broker=broker, committer=committer, metrics=metrics

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from collab.errors import Unavailable
@@ -58,6 +58,8 @@ class Committer:
     max_pending, max_bytes: memory bound while the store is slow or down.
     on_committed: called with (project_id, seqs) after each commit, in the loop.
     on_recovered: called (in the loop) when a commit succeeds after the store failed.
+    before_commit: awaited before each batch is written (the broker's ``published``:
+        an update reaches the other instances' stream before it is stored).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Committer:
         metrics: Metrics,
         on_committed: CommitListener | None = None,
         on_recovered: Callable[[], None] | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._window = window_ms / 1000.0
@@ -78,6 +81,7 @@ class Committer:
         self._metrics = metrics
         self._on_committed = on_committed
         self._on_recovered = on_recovered
+        self._before_commit = before_commit
         self._queue: deque[_Item] = deque()
         self._bytes = 0
         self._per_project: dict[str, int] = {}
@@ -170,6 +174,11 @@ class Committer:
             while self._queue:
                 batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
                 started = time.monotonic()
+                if self._before_commit is not None:
+                    try:
+                        await self._before_commit()
+                    except Exception:
+                        log.exception("before-commit hook failed")
                 try:
                     result = await self._store.append_updates(
                         [(i.project_id, i.update) for i in batch]

@@ -29,7 +29,8 @@ from collab.protocol import (
 
 # y-protocols' outdatedTimeout: clients renew their state every 15 s and drop others'
 # after 30 s without news. We expire remote (other instances') entries the same way;
-# local ones go as soon as their socket disconnects.
+# local ones go as soon as their socket disconnects, and those of an instance that
+# died go as soon as it drops out of the instance registry (``drop_origins``).
 OUTDATED_TIMEOUT_S = 30.0
 
 
@@ -40,6 +41,7 @@ class _Entry:
     updated: float
     owner: str | None  # local sid, or None when the entry came from another instance
     user: dict[str, Any] | None = None
+    origin: str | None = None  # the instance a remote entry came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +95,37 @@ class Presence:
                 changed = True
         return changed
 
-    def apply_remote(self, data: bytes) -> bool:
-        """Apply an update relayed by another instance (already stamped there)."""
+    def apply_remote(self, data: bytes, origin: str | None = None) -> bool:
+        """Apply an update relayed by instance ``origin`` (already stamped there)."""
         changed = False
         for entry in decode_awareness(data):
             current = self.entries.get(entry.client_id)
             if current is not None and current.owner is not None:
                 continue  # ours: another instance cannot overwrite a local client
             if self._accept(entry, dumps_state(entry.state), owner=None):
-                self.entries[entry.client_id].user = (
-                    entry.state.get("user") if entry.state else None
-                )
+                accepted = self.entries[entry.client_id]
+                accepted.user = entry.state.get("user") if entry.state else None
+                accepted.origin = origin if entry.state is not None else None
                 changed = True
         return changed
+
+    def remote_origins(self) -> set[str]:
+        """The instances whose clients have a state here."""
+        return {
+            e.origin
+            for e in self.entries.values()
+            if e.origin is not None and e.owner is None and e.state_json != "null"
+        }
+
+    def drop_origins(self, dead: set[str]) -> bool:
+        """Remove the entries of clients of instances that died."""
+        return self._remove(
+            {
+                cid
+                for cid, e in self.entries.items()
+                if e.owner is None and e.origin in dead and e.state_json != "null"
+            }
+        )
 
     def _accept(self, entry: AwarenessEntry, state_json: str, owner: str | None) -> bool:
         current = self.entries.get(entry.client_id)

@@ -66,6 +66,9 @@ log = logging.getLogger("collab.rooms")
 PRESENCE_TICK_S = 0.05
 # How often rooms are swept for expired remote presence and due auto-versions.
 MAINTENANCE_INTERVAL_S = 1.0
+# An instance missing from the registry (its heartbeat key expired: 3 heartbeats of
+# silence) for this many more heartbeats is dead: its clients' presence goes.
+DEAD_ORIGIN_GRACE_HEARTBEATS = 1.5
 # Structs waiting this long for a predecessor trigger a catch-up from the store (and a
 # re-sync of the local clients): the predecessor may have been stored by an instance
 # that died before publishing it. Repeats back off up to a minute.
@@ -374,6 +377,7 @@ class RoomManager:
         self.emitter: Emitter | None = None
         self.rooms: dict[str, Room] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._origins_missing_since: dict[str, float] = {}  # instances not in the registry
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self.on_auto_version: VersionHook | None = None
@@ -804,7 +808,7 @@ class RoomManager:
             if origin == self.broker.instance_id:
                 return
             try:
-                if room.presence.apply_remote(payload[1 + n :]):
+                if room.presence.apply_remote(payload[1 + n :], origin):
                     self._schedule_presence(room)
             except CollabError:
                 log.warning("bad presence from %s", origin)
@@ -871,10 +875,44 @@ class RoomManager:
             except Exception:
                 log.exception("room maintenance failed")
 
+    async def _drop_dead_presence(self) -> None:
+        """Remove the presence of clients of instances that left the registry (died
+        without saying goodbye) instead of waiting 30 s for their entries to expire.
+        An instance must be missing for a while first: one that just started, or that
+        re-registers after a Redis restart, is not dead."""
+        origins: set[str] = set()
+        for room in self.rooms.values():
+            origins |= room.presence.remote_origins()
+        if not origins:
+            self._origins_missing_since.clear()
+            return
+        try:
+            live = set(await self.broker.live_instances())
+        except Exception:
+            return  # no registry view (Redis down): expiry by timeout still works
+        now = time.monotonic()
+        grace = self.settings.heartbeat_s * DEAD_ORIGIN_GRACE_HEARTBEATS
+        missing = origins - live
+        for origin in list(self._origins_missing_since):
+            if origin not in missing:
+                del self._origins_missing_since[origin]
+        dead = set()
+        for origin in missing:
+            since = self._origins_missing_since.setdefault(origin, now)
+            if now - since >= grace:
+                dead.add(origin)
+        if not dead:
+            return
+        log.info("removing presence of dead instances %s", sorted(dead))
+        for room in list(self.rooms.values()):
+            if room.presence.drop_origins(dead):
+                self._schedule_presence(room)
+
     async def _maintain_once(self) -> None:
         now = time.time()
         lag = self.committer.oldest_age_s()
         self.metrics.commit_lag_seconds.set(lag)
+        await self._drop_dead_presence()
         period = self.settings.auto_version_minutes * 60
         for room in list(self.rooms.values()):
             if room.buffer is not None:

@@ -101,6 +101,13 @@ class Broker(Protocol):
     def publish_update(self, project_id: str, payload: bytes) -> None:
         """Queue an entry for the project's stream (see module docstring)."""
 
+    async def published(self, timeout: float) -> None:
+        """Wait until every entry queued so far is in its stream (readable by other
+        instances), at most ``timeout`` seconds; return at once while the stream store is
+        unreachable. The committer calls it before each commit, so that an update is
+        never stored (and acked) while other instances could still miss it because this
+        one died before publishing it."""
+
     def set_inflight(self, project_id: str, since_ms: int | None) -> None:
         """Queue: this instance has (``since_ms``) or no longer has (None) published
         entries for the project that are not in the store yet. The stream is never

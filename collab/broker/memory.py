@@ -381,6 +381,9 @@ class InProcessBroker:
         self._check_open()
         self.hub._add(project_id, self.instance_id, payload, self._retention_ms)
 
+    async def published(self, timeout: float) -> None:
+        return None  # publish_update writes to the hub at once
+
     def set_inflight(self, project_id: str, since_ms: int | None) -> None:
         self._check_open()
         markers = self.hub._inflight.setdefault(project_id, {})

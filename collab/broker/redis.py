@@ -263,6 +263,12 @@ class RedisBroker:
         self._flushed.set()
         self._pending_inflight: dict[str, _Op] = {}
         self._pending_gaps: set[str] = set()
+        # Stream entries queued / sent (or given up: dropped, refused) so far. Entries
+        # leave the queue in the order they entered it, so "done >= n" means the first
+        # n are.
+        self._xadds_queued = 0
+        self._xadds_done = 0
+        self._progress = asyncio.Event()
         self._script_loaded = False
         self._drops_logged = 0
         # reader
@@ -368,6 +374,7 @@ class RedisBroker:
             )
             self._down.add(component)
             self._outage = True
+            self._progress.set()  # publish waiters stop waiting
 
     def _set_up(self, component: Component) -> None:
         if component not in self._down:
@@ -389,6 +396,8 @@ class RedisBroker:
 
     def _enqueue(self, op: _Op) -> None:
         self._check_open()
+        if op.kind == "xadd":
+            self._xadds_queued += 1
         self._queue.append(op)
         self._droppable += op.kind in _DROPPABLE
         self._flushed.clear()
@@ -406,6 +415,8 @@ class RedisBroker:
             self._droppable -= 1
             self.dropped_ops += 1
             if op.kind == "xadd":
+                self._xadds_done += 1
+                self._progress.set()
                 # Readers of this stream will never see the dropped entry: tell them.
                 self._queue_gap(op.target)
             if self._drops_logged == 0 or self.dropped_ops - self._drops_logged >= DROP_LOG_EVERY:
@@ -465,6 +476,8 @@ class RedisBroker:
             except Exception:
                 self.log.exception("broker writer: batch of %d ops failed; dropped", len(batch))
                 self.dropped_ops += len(batch)
+                self._xadds_done += sum(op.kind == "xadd" for op in batch)
+                self._progress.set()
                 await backoff.sleep()
                 continue
             backoff.reset()
@@ -476,6 +489,7 @@ class RedisBroker:
     def _check_results(self, batch: list[_Op], results: list[Any]) -> bool:
         """Handle per-op errors of a sent batch; True if Redis refused some op."""
         refused = False
+        self._progress.set()
         for index, (op, result) in enumerate(zip(batch, results, strict=True)):
             if isinstance(result, NoScriptError):
                 # Scripts were flushed under us: reload and resend from here on (a
@@ -483,6 +497,8 @@ class RedisBroker:
                 self._script_loaded = False
                 self._requeue(batch[index:])
                 return refused
+            if op.kind == "xadd":
+                self._xadds_done += 1
             if isinstance(result, Exception):
                 refused = True
                 self.log.error(
@@ -546,6 +562,14 @@ class RedisBroker:
 
     def publish_update(self, project_id: str, payload: bytes) -> None:
         self._enqueue(_Op("xadd", project_id, payload))
+
+    async def published(self, timeout: float) -> None:
+        target = self._xadds_queued
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._xadds_done < target and "writer" not in self._down and not self._closed:
+                    self._progress.clear()
+                    await self._progress.wait()
 
     def set_inflight(self, project_id: str, since_ms: int | None) -> None:
         self._check_open()

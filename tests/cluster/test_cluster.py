@@ -320,6 +320,27 @@ async def test_role_downgrade_and_removal_on_a_reach_b_within_1s(
         await rest_a.close()
 
 
+async def test_presence_of_a_killed_instances_clients_goes_with_its_registry_entry(
+    cluster: Cluster, pg_dsn: str, redis_url: str, redis_prefix: str, nc: NodeClients
+) -> None:
+    """kill -9 says no goodbye: the survivors remove the dead instance's clients from
+    everyone's presence once it drops out of the registry (about 6-9 s with the default
+    2 s heartbeat), not after the 30 s awareness timeout."""
+    a, b = await cluster(2, redis_url=redis_url, database_url=pg_dsn, prefix=redis_prefix)
+    rest = Rest(a.url)
+    pid = await rest.project(ALICE)
+    await rest.close()
+    await nc.open("on-a", url=a.url, room=pid, token=ALICE, awareness={"cursor": [1, 1]})
+    b_id = await nc.open("on-b", url=b.url, room=pid, token=ALICE, awareness={"cursor": [2, 2]})
+    for name in ("on-a", "on-b"):
+        await nc.wait_synced(name)
+    await nc.wait_awareness("on-a", has_client_id=b_id, timeout=10)
+    b.kill()
+    started = time.monotonic()
+    await nc.wait_awareness("on-a", lacks_client_id=b_id, timeout=20)
+    assert time.monotonic() - started < 20  # the awareness timeout would take 30 s
+
+
 async def test_sigterm_flushes_and_clients_reconnect_elsewhere(
     cluster: Cluster, pg_dsn: str, redis_url: str, redis_prefix: str, nc: NodeClients
 ) -> None:

@@ -234,6 +234,19 @@ async def test_thousand_entries_in_order_without_gaps(cluster: Cluster) -> None:
     assert b.rec.gaps == []
 
 
+async def test_published_returns_once_every_queued_entry_is_readable(cluster: Cluster) -> None:
+    a, b = await cluster.instance(), await cluster.instance()
+    p = new_id()
+    for i in range(200):
+        a.broker.publish_update(p, b"x%d" % i)
+    await a.broker.published(10)
+    # No waiting here: the committer stores an update only after this point.
+    assert [e.payload for e in await b.broker.read_stream(p, "0-0")] == [
+        b"x%d" % i for i in range(200)
+    ]
+    await a.broker.published(10)  # nothing queued: returns at once
+
+
 async def test_read_stream_after_an_id(cluster: Cluster) -> None:
     a, b = await cluster.instance(), await cluster.instance()
     p = new_id()
@@ -507,6 +520,10 @@ async def test_redis_outage_queues_and_recovers(redis_prefix: str) -> None:
         await eventually(both_down, "both brokers to notice the outage")
         for i in range(5, 10):
             a.publish_update(p, b"e%d" % i)  # queued while Redis is down
+        # Commits do not wait for an unreachable Redis (the bound is never reached).
+        waited = time.monotonic()
+        await a.published(30)
+        assert time.monotonic() - waited < 5
         a.publish(ch, b"during")
         assert not healthy(a)
         for i in range(10):

@@ -34,10 +34,11 @@ async def add_member(rest: Rest, pid: str, user: str, role: str, tok: str = ALIC
 async def test_create_project_makes_the_caller_owner(rest: Rest) -> None:
     status, body = await rest.post("/projects", {"name": "  My graph  "}, token=ALICE)
     assert status == 201, body
-    assert set(body) == {"id", "name", "owner", "created_at", "updated_at", "role"}
+    assert set(body) == {"id", "name", "owner", "created_at", "updated_at", "read_only", "role"}
     assert body["name"] == "My graph"  # trimmed
     assert body["owner"] == "alice"
     assert body["role"] == "owner"
+    assert body["read_only"] is False
     assert is_timestamp(body["created_at"])
     assert is_timestamp(body["updated_at"])
     assert isinstance(body["id"], str)
@@ -100,7 +101,7 @@ async def test_list_my_projects_owned_and_member_with_paging(any_rest: Rest) -> 
     roles = {p["id"]: p["role"] for p in body["items"]}
     assert roles == {**dict.fromkeys(owned, "owner"), bobs: "viewer", carols: "editor"}
     for item in body["items"]:
-        assert set(item) == {"id", "name", "owner", "created_at", "updated_at", "role"}
+        assert set(item) == {"id", "name", "owner", "created_at", "updated_at", "read_only", "role"}
     owners = {p["id"]: p["owner"] for p in body["items"]}
     assert (owners[bobs], owners[carols], owners[owned[0]]) == (bob, carol, alice)
 

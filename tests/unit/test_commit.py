@@ -265,6 +265,37 @@ async def test_the_recovery_listener_runs_once_when_the_store_comes_back(tmp_pat
         await store.close()
 
 
+async def test_a_batch_is_stored_only_after_the_before_commit_hook(store: RecordingStore) -> None:
+    # The app passes the broker's ``published``: other instances can read an update
+    # before it is stored and acked.
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def published() -> None:
+        entered.set()
+        await release.wait()
+
+    c = Committer(
+        store,
+        window_ms=0,
+        max_pending=100,
+        max_bytes=1 << 20,
+        metrics=Metrics(),
+        before_commit=published,
+    )
+    await c.start()
+    try:
+        fut = c.submit("p1", u(0))
+        await asyncio.wait_for(entered.wait(), 5)
+        assert await stored(store, "p1") == []
+        assert not fut.done()
+        release.set()
+        assert await asyncio.wait_for(fut, 5) == 1
+        assert await stored(store, "p1") == [(1, u(0))]
+    finally:
+        await c.close()
+
+
 async def test_closing_while_the_store_is_down_cancels_the_waiters(tmp_path: Path) -> None:
     store = FailingStore(str(tmp_path / "db.sqlite3"), failures=10**6)
     await store.start()

@@ -281,6 +281,26 @@ def test_remote_entries_expire_local_ones_do_not() -> None:
     assert out is not None and decoded(out.payload) == {9: (3, None)}
 
 
+def test_entries_of_a_dead_instance_are_dropped_at_once() -> None:
+    p = Presence()
+    p.apply_local("s1", ALICE, aw((1, 1, {"local": True})))
+    p.apply_remote(aw((8, 1, {"on": "i1"})), "i1")
+    p.apply_remote(aw((9, 4, {"on": "i2"})), "i2")
+    p.apply_remote(aw((7, 1, None)), "i2")  # a removal: nothing to drop later
+    assert p.remote_origins() == {"i1", "i2"}
+    p.take_dirty()
+    assert not p.drop_origins({"i3"})
+    assert p.drop_origins({"i2"})
+    assert set(p.states()) == {1, 8}
+    assert p.remote_origins() == {"i1"}
+    out = p.take_dirty()
+    assert out is not None and decoded(out.payload) == {9: (5, None)}
+    assert out.local_payload is None  # each instance drops them itself
+    # The tombstone keeps refusing the dead client's late, older states.
+    assert not p.apply_remote(aw((9, 4, {"late": True})), "i2")
+    assert not p.drop_origins({"i2"})
+
+
 def test_renewed_remote_entries_do_not_expire() -> None:
     p = Presence()
     p.apply_remote(aw((9, 1, {"v": 1})))
