@@ -3,6 +3,8 @@
 #   bench/compare.sh                      scenarios i and ii, collab (SQLite) vs Hocuspocus
 #   SCENARIOS="i ii" SERVERS="collab collab-pg hocuspocus ysocketio" bench/compare.sh
 #   SCENARIOS=ii SERVERS="collab-redis1 collab-redis5" bench/compare.sh   # cross-instance
+#   PROFILE=1 SCENARIOS=ii SERVERS=collab bench/compare.sh   # + a py-spy flame graph per
+#                                         collab run (scripts/setup "[bench]" installs it)
 # Servers: collab (SQLite, in-process broker), collab-pg (Postgres), collab-redisN (N
 # instances on Redis + Postgres), hocuspocus, ysocketio (the Node anchors).
 # Needs ../shared/bench (copied to $BENCH_DIR and `npm ci`-ed there). Results: JSON lines
@@ -54,13 +56,19 @@ run_collab() { # $1 = label, $2 = scenario, extra env in COLLAB_ENV
       "$PY" -m collab serve >"$OUT/$label-$sc.server.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   wait_http "http://127.0.0.1:$port/healthz"
-  local tok names
+  local tok names spy=""
   tok="$(env COLLAB_JWT_SECRET="$SECRET" COLLAB_DATA_DIR="$dir" "$PY" -m collab token --sub bench --ttl 7200)"
   names="$("$PY" "$ROOT/bench/projects.py" --url "http://127.0.0.1:$port" --token "$tok" --count "$(rooms_of "$sc")")"
+  if [ -n "${PROFILE:-}" ]; then  # PROFILE=1: sample the server (scripts/setup "[bench]")
+    "$ROOT/.venv/bin/py-spy" record --pid "$pid" --rate 200 --nonblocking --format "${PROFILE_FORMAT:-flamegraph}" \
+        -o "$OUT/$label-$sc.profile.${PROFILE_EXT:-svg}" >/dev/null 2>&1 &
+    spy=$!
+  fi
   # shellcheck disable=SC2046
   (cd "$BENCH_DIR" && node loadgen.mjs --server-kind socketio-yjs --url "http://127.0.0.1:$port" \
       --token "$tok" --room-names "$names" --server-pids "$pid" --label "$label/$sc" \
       $(scenario_args "$sc") --out "$OUT/results.jsonl" >/dev/null 2>"$OUT/$label-$sc.loadgen.log")
+  if [ -n "$spy" ]; then kill -INT "$spy" 2>/dev/null || true; wait "$spy" 2>/dev/null || true; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
   if [ -n "$dburl" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE ${dburl##*/} WITH (FORCE)" >/dev/null; fi
