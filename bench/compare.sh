@@ -35,6 +35,7 @@ scenario_args() {
     iii) echo "--rooms 100 --clients-per-room 10 --edits-per-sec 1 --duration 30 --warmup 3" ;;
     iiib) echo "--rooms 100 --clients-per-room 10 --edits-per-sec 0.1 --duration 30 --warmup 3 --procs 2" ;;
     iv) echo "--rooms 1 --clients-per-room 10 --ramp 5,10,20,30,40,50,60,70,80,100,120,150,200 --duration 10 --warmup 2 --ramp-retries 1" ;;
+    v) echo "--rooms 20 --clients-per-room 5 --edits-per-sec 5 --awareness-per-sec 10 --duration 30 --warmup 2 --procs 2" ;;  # ii + a presence storm
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }

@@ -28,7 +28,7 @@ from collab.api.openapi import build_openapi
 from collab.broker.base import Broker
 from collab.cluster import Cluster
 from collab.commit import Committer
-from collab.compaction import Compactor
+from collab.compaction import Compactor, worker_pool
 from collab.keys import SERVICES
 from collab.metrics import Metrics
 from collab.notifications import Notifier
@@ -158,7 +158,12 @@ def create_app(
     cluster = Cluster(rooms=rooms, transport=transport)
     notifier = Notifier(store=store, cluster=cluster, transport=transport)
     versions = Versions(store=store, rooms=rooms, metrics=metrics, notifier=notifier)
-    compactor = Compactor(store=store, metrics=metrics, holder=settings.instance_id)
+    compactor = Compactor(
+        store=store,
+        metrics=metrics,
+        holder=settings.instance_id,
+        executor=worker_pool(),
+    )
     rooms.on_compact_due = compactor.request
     registry = Registry(
         rooms=rooms,
