@@ -78,6 +78,8 @@ ABUSE_REFUSALS = 50
 TOO_BIG_PENALTY_S = 60.0
 WS_CLOSE_TIMEOUT_S = 2.0
 TOO_BIG_KEY = "collab.message_too_big"
+# Events without an ack handled in the reader itself (see CollabServer._handle_event).
+INLINE_EVENTS = frozenset({EV_SYNC_UPDATE, EV_AWARENESS})
 
 
 class CollabPacket(socketio.packet.Packet):  # type: ignore[misc]
@@ -120,6 +122,20 @@ class CollabServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_connect(eio_sid, namespace, data)
 
     async def _handle_event(self, eio_sid: str, namespace: str, id: Any, data: Any) -> Any:
+        if id is None and data and data[0] in INLINE_EVENTS:
+            # Handled in the socket's reader, in order, without a task per message
+            # (python-socketio makes one for every event): these handlers never wait
+            # on anything slow. Events with an ack may wait for a commit: a task each.
+            namespace = namespace or "/"
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if not self.manager.is_connected(sid, namespace):
+                return None
+            token = _wants_ack.set(False)
+            try:
+                await self._handle_event_internal(self, sid, eio_sid, data, namespace, id)
+            finally:
+                _wants_ack.reset(token)
+            return None
         token = _wants_ack.set(id is not None)
         try:
             return await super()._handle_event(eio_sid, namespace, id, data)
@@ -193,6 +209,10 @@ def create_sio(settings: Settings) -> CollabServer:
     open_websockets: set[_UncompressedWebSocket] = set()
     driver = type("CollabWebSocket", (_UncompressedWebSocket,), {"registry": open_websockets})
     sio.eio._async = {**sio.eio._async, "websocket": driver}
+    # engine.io would start a task per incoming message, socket.io then another per
+    # event: engine.io messages are handled in the socket's reader instead (socket.io
+    # still runs events in tasks, except the INLINE_EVENTS without an ack).
+    sio.eio.async_handlers = False
     sio.open_websockets = open_websockets
     return sio
 
