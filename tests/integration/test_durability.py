@@ -93,6 +93,24 @@ async def _graph(rest: Rest, pid: str, tok: str) -> dict[str, Any]:
     return {k: body[k] for k in ("nodes", "edges", "meta")}
 
 
+async def _all_committed(rest: Rest) -> bool:
+    """Ready, and no update waits for the store."""
+    status, body = await rest.root("/readyz")
+    return status == 200 and body["checks"]["commits"]["pending"] == 0
+
+
+async def _graph_in_a_fresh_server(
+    env: dict[str, str], port: int, log_dir: Path, rest: Rest, pid: str, tok: str
+) -> dict[str, Any]:
+    """The graph as a new server process reads it back from the store."""
+    srv = ServerProcess(env, port=port, name="fresh", log_dir=log_dir)
+    await srv.start()
+    try:
+        return await _graph(rest, pid, tok)
+    finally:
+        await srv.stop()
+
+
 async def test_kill_9_loses_no_acked_update_and_clients_converge_again(
     tmp_path: Path, pg_dsn: str, nc: NodeClients
 ) -> None:
@@ -190,20 +208,17 @@ async def test_postgres_restart_mid_editing_loses_nothing_and_editing_never_stop
 
             await pg.start()
 
-            async def ready() -> bool:
-                status, body = await rest.root("/readyz")
-                return status == 200 and body["checks"]["commits"]["pending"] == 0
-
-            await wait_for(ready, timeout=30, message="backlog committed after postgres returned")
+            await wait_for(
+                lambda: _all_committed(rest),
+                timeout=30,
+                message="backlog committed after postgres returned",
+            )
         finally:
             await srv.stop()
-        # A fresh server process reads everything back from Postgres.
-        srv2 = ServerProcess(env, port=srv.port, name="pgrestart-2", log_dir=tmp_path)
-        await srv2.start()
         try:
-            assert await _graph(rest, pid, alice) == json.loads(final)
+            graph = await _graph_in_a_fresh_server(env, srv.port, tmp_path, rest, pid, alice)
+            assert graph == json.loads(final)
         finally:
-            await srv2.stop()
             await rest.close()
     finally:
         pg.cleanup()
@@ -246,21 +261,14 @@ async def test_updates_refused_while_the_backlog_was_full_are_pulled_back_after_
             final = await nc.json_str("a")
             await nc.wait_json("b", final, timeout=30)
 
-            async def stored() -> bool:
-                status, body = await rest.root("/readyz")
-                return status == 200 and body["checks"]["commits"]["pending"] == 0
-
-            await wait_for(stored, timeout=30, message="everything committed")
+            await wait_for(lambda: _all_committed(rest), timeout=30, message="all committed")
         finally:
             await srv.stop()
-        srv2 = ServerProcess(env, port=srv.port, name="pgbound-2", log_dir=tmp_path)
-        await srv2.start()
         try:
-            graph = await _graph(rest, pid, alice)
+            graph = await _graph_in_a_fresh_server(env, srv.port, tmp_path, rest, pid, alice)
             assert sorted(graph["nodes"]) == [f"during{i}" for i in range(8)]
             assert graph["nodes"] == json.loads(final)["nodes"]
         finally:
-            await srv2.stop()
             await rest.close()
     finally:
         pg.cleanup()

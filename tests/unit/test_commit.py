@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -69,6 +69,8 @@ def committer(
     max_pending: int = 1000,
     max_bytes: int = 1 << 20,
     on_committed: list[tuple[str, list[int | None]]] | None = None,
+    on_recovered: Callable[[], None] | None = None,
+    before_commit: Callable[[], Awaitable[None]] | None = None,
 ) -> Committer:
     def listener(project_id: str, seqs: list[int | None]) -> None:
         if on_committed is not None:
@@ -81,6 +83,8 @@ def committer(
         max_bytes=max_bytes,
         metrics=Metrics(),
         on_committed=listener,
+        on_recovered=on_recovered,
+        before_commit=before_commit,
     )
 
 
@@ -243,14 +247,7 @@ async def test_the_recovery_listener_runs_once_when_the_store_comes_back(tmp_pat
         calls.append(len(calls))
         recovered.set()
 
-    c = Committer(
-        store,
-        window_ms=0,
-        max_pending=100,
-        max_bytes=1 << 20,
-        metrics=Metrics(),
-        on_recovered=on_recovered,
-    )
+    c = committer(store, window_ms=0, on_recovered=on_recovered)
     await c.start()
     try:
         first = c.submit("p1", u(0))
@@ -275,14 +272,7 @@ async def test_a_batch_is_stored_only_after_the_before_commit_hook(store: Record
         entered.set()
         await release.wait()
 
-    c = Committer(
-        store,
-        window_ms=0,
-        max_pending=100,
-        max_bytes=1 << 20,
-        metrics=Metrics(),
-        before_commit=published,
-    )
+    c = committer(store, window_ms=0, before_commit=published)
     await c.start()
     try:
         fut = c.submit("p1", u(0))
