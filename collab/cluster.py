@@ -14,7 +14,7 @@ import orjson
 from auth.permissions import Access
 from collab.errors import CollabError, Forbidden, NotFoundError, Unavailable
 from collab.protocol import EV_ERROR, EV_NOTIFICATION
-from collab.rooms import CONTROL_CHANNEL, RoomManager
+from collab.rooms import ADMIN_READ_ONLY, CONTROL_CHANNEL, RoomManager
 from collab.transport import SocketTransport
 
 log = logging.getLogger("collab.cluster")
@@ -132,5 +132,5 @@ class Cluster:
         room.read_only = read_only
         room.read_only_live = True
         for sid, conn in list(room.conns.items()):
-            conn.read_only_reason = "an admin made this room read-only" if read_only else None
+            conn.read_only_reason = ADMIN_READ_ONLY if read_only else None
             await self.transport.send_room_state(sid)

@@ -66,6 +66,8 @@ log = logging.getLogger("collab.rooms")
 PRESENCE_TICK_S = 0.05
 # How often rooms are swept for expired remote presence and due auto-versions.
 MAINTENANCE_INTERVAL_S = 1.0
+# Why edits are refused in a room an admin froze (socket error events, REST 403).
+ADMIN_READ_ONLY = "an admin made this room read-only"
 # The registry's doc size is exact at most this old (an upper bound in between).
 MEASURE_EVERY_S = 10.0
 # An instance missing from the registry (its heartbeat key expired: 3 heartbeats of
@@ -530,7 +532,7 @@ class RoomManager:
                 with contextlib.suppress(Exception):
                     await self.on_auto_version(room, "room closed")
             if room.foreign_origins:
-                await self._reconcile_if_orphaned(room)
+                await self._reconcile_if_orphaned(room, await self._live_instances())
             if not final and (room.conns or room.holds):
                 return
             await self._discard(room)
@@ -565,7 +567,7 @@ class RoomManager:
         room = await self.get(conn.project_id)
         room.conns[conn.sid] = conn
         if room.read_only:
-            conn.read_only_reason = "the room is read-only"
+            conn.read_only_reason = ADMIN_READ_ONLY
         self.metrics.connections.inc()
         return room
 
@@ -646,10 +648,7 @@ class RoomManager:
     ) -> asyncio.Future[int | None] | None:
         """Apply a server-side change (import, restore) as a normal forward edit."""
         if room.read_only:
-            raise Forbidden(
-                "an admin made this project read-only",
-                {"project_id": room.project_id, "read_only": True},
-            )
+            raise Forbidden(ADMIN_READ_ONLY, {"project_id": room.project_id, "read_only": True})
         update = room.change(mutate)
         if update is None:
             return None
@@ -839,14 +838,19 @@ class RoomManager:
 
     # -- orphaned updates -----------------------------------------------------------------
 
-    async def _reconcile_if_orphaned(self, room: Room) -> None:
-        """If an instance whose entries we applied died before storing them, store
-        whatever this doc holds that the store lacks."""
+    async def _live_instances(self) -> set[str] | None:
+        """The ids in the instance registry; None when it cannot be read (Redis down)."""
         try:
-            live = await self.broker.live_instances()
+            return set(await self.broker.live_instances())
         except Exception:
+            return None
+
+    async def _reconcile_if_orphaned(self, room: Room, live: set[str] | None) -> None:
+        """If an instance whose entries we applied died before storing them, store
+        whatever this doc holds that the store lacks. ``live``: the registry's ids."""
+        if live is None:
             return
-        dead = room.foreign_origins - set(live)
+        dead = room.foreign_origins - live
         if not dead:
             return
         markers = await self.broker.inflight_markers(room.project_id)
@@ -886,21 +890,17 @@ class RoomManager:
             except Exception:
                 log.exception("room maintenance failed")
 
-    async def _drop_dead_presence(self) -> None:
-        """Remove the presence of clients of instances that left the registry (died
-        without saying goodbye) instead of waiting 30 s for their entries to expire.
-        An instance must be missing for a while first: one that just started, or that
-        re-registers after a Redis restart, is not dead."""
-        origins: set[str] = set()
-        for room in self.rooms.values():
-            origins |= room.presence.remote_origins()
+    def _drop_dead_presence(self, origins: set[str], live: set[str] | None) -> None:
+        """Remove the presence of clients of instances (``origins``: those with
+        presence here) that left the registry (``live``; None: unreadable, so expiry by
+        timeout only) instead of waiting 30 s for their entries to expire. An instance
+        must be missing for a while first: one that just started, or that re-registers
+        after a Redis restart, is not dead."""
         if not origins:
             self._origins_missing_since.clear()
             return
-        try:
-            live = set(await self.broker.live_instances())
-        except Exception:
-            return  # no registry view (Redis down): expiry by timeout still works
+        if live is None:
+            return
         now = time.monotonic()
         grace = self.settings.heartbeat_s * DEAD_ORIGIN_GRACE_HEARTBEATS
         missing = origins - live
@@ -923,7 +923,13 @@ class RoomManager:
         now = time.time()
         lag = self.committer.oldest_age_s()
         self.metrics.commit_lag_seconds.set(lag)
-        await self._drop_dead_presence()
+        # One read of the instance registry per tick, only when some room needs it.
+        origins: set[str] = set()
+        for room in self.rooms.values():
+            origins |= room.presence.remote_origins()
+        orphans = any(room.foreign_origins for room in self.rooms.values())
+        live = await self._live_instances() if origins or orphans else None
+        self._drop_dead_presence(origins, live)
         period = self.settings.auto_version_minutes * 60
         for room in list(self.rooms.values()):
             if room.buffer is not None:
@@ -938,7 +944,7 @@ class RoomManager:
             ):
                 self.spawn(self.on_auto_version(room, "periodic"), f"version:{room.project_id}")
             if room.foreign_origins:
-                await self._reconcile_if_orphaned(room)
+                await self._reconcile_if_orphaned(room, live)
             mono = time.monotonic()
             if (
                 room.waiting_since is not None
