@@ -9,13 +9,13 @@ import base64
 import binascii
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from persistence.base import ROLES, Role
+from persistence.base import ROLES, Notification, Page, ProjectListing, Role, Version
 from persistence.errors import InvalidCursor
 
 # load_document reads a long log in chunks of this many rows: the event loop runs other
@@ -44,6 +44,9 @@ def us_from_utc(dt: datetime) -> int:
     return (dt - _EPOCH) // _MICROSECOND
 
 
+R = TypeVar("R")
+T = TypeVar("T")
+
 # -- cursors ----------------------------------------------------------------------------
 # A cursor is base64url (unpadded) of the JSON list [tag, *last sort key]. The tag says
 # which listing issued it, so a cursor of one listing is refused by another.
@@ -52,6 +55,27 @@ def us_from_utc(dt: datetime) -> int:
 def encode_cursor(tag: str, *key: int | str) -> str:
     raw = orjson.dumps([tag, *key])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def page_of(
+    rows: Sequence[R], limit: int, item: Callable[[R], T], cursor: Callable[[T], str]
+) -> Page[T]:
+    """A page of ``limit`` items from ``limit + 1`` fetched rows: the extra row says
+    there is more, and the cursor is the last item's sort key."""
+    items = [item(row) for row in rows[:limit]]
+    return Page(items, cursor(items[-1]) if len(rows) > limit else None)
+
+
+def project_cursor(listing: ProjectListing) -> str:
+    return encode_cursor("projects", us_from_utc(listing.project.updated_at), listing.project.id)
+
+
+def version_cursor(version: Version) -> str:
+    return encode_cursor("versions", version.version)
+
+
+def notification_cursor(notification: Notification) -> str:
+    return encode_cursor("notifications", us_from_utc(notification.created_at), notification.id)
 
 
 def _decode_cursor(cursor: str, tag: str) -> list[Any]:

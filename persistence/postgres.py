@@ -34,12 +34,14 @@ from persistence._common import (
     decode_int_cursor,
     decode_time_id_cursor,
     dump_json,
-    encode_cursor,
     group_batch,
     load_json_object,
     new_notification_id,
-    us_from_utc,
+    notification_cursor,
+    page_of,
+    project_cursor,
     utc_from_us,
+    version_cursor,
 )
 from persistence.base import (
     AppendResult,
@@ -297,12 +299,12 @@ class PostgresStore:
         """
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *args)
-        items = [ProjectListing(_project(row), as_role(row["role"])) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor("projects", us_from_utc(last["updated_at"]), last["id"])
-        return Page(items, next_cursor)
+        return page_of(
+            rows,
+            limit,
+            lambda row: ProjectListing(_project(row), as_role(row["role"])),
+            project_cursor,
+        )
 
     @_retry_unsent
     async def rename_project(self, project_id: str, name: str) -> Project:
@@ -606,9 +608,7 @@ class PostgresStore:
             )
             if not rows and not await _project_exists(conn, project_id):
                 raise NotFound(f"project {project_id!r}")
-        items = [_version(row) for row in rows[:limit]]
-        next_cursor = encode_cursor("versions", items[-1].version) if len(rows) > limit else None
-        return Page(items, next_cursor)
+        return page_of(rows, limit, _version, version_cursor)
 
     @_retry_unsent
     async def get_version(self, project_id: str, version: int) -> Version:
@@ -690,12 +690,7 @@ class PostgresStore:
                 f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT $2",
                 *args,
             )
-        items = [_notification(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor("notifications", us_from_utc(last.created_at), last.id)
-        return Page(items, next_cursor)
+        return page_of(rows, limit, _notification, notification_cursor)
 
     @_retry_unsent
     async def mark_notification_read(self, user_id: str, notification_id: str) -> Notification:

@@ -32,12 +32,15 @@ from persistence._common import (
     decode_int_cursor,
     decode_time_id_cursor,
     dump_json,
-    encode_cursor,
     group_batch,
     load_json_object,
     new_notification_id,
+    notification_cursor,
     now_us,
+    page_of,
+    project_cursor,
     utc_from_us,
+    version_cursor,
 )
 from persistence.base import (
     AppendResult,
@@ -183,12 +186,9 @@ class SqliteStore:
         """
         async with self._locked() as db:
             rows = list(await db.execute_fetchall(sql, params))
-        items = [ProjectListing(_project(row), as_role(row[6])) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor("projects", last[4], last[0])
-        return Page(items, next_cursor)
+        return page_of(
+            rows, limit, lambda row: ProjectListing(_project(row), as_role(row[6])), project_cursor
+        )
 
     async def rename_project(self, project_id: str, name: str) -> Project:
         async with self._locked() as db:
@@ -495,9 +495,7 @@ class SqliteStore:
             )
             if not rows and not await self._project_exists(db, project_id):
                 raise NotFound(f"project {project_id!r}")
-        items = [_version(row) for row in rows[:limit]]
-        next_cursor = encode_cursor("versions", items[-1].version) if len(rows) > limit else None
-        return Page(items, next_cursor)
+        return page_of(rows, limit, _version, version_cursor)
 
     async def get_version(self, project_id: str, version: int) -> Version:
         async with self._locked() as db:
@@ -579,12 +577,7 @@ class SqliteStore:
                     params,
                 )
             )
-        items = [_notification(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor("notifications", last[4], last[0])
-        return Page(items, next_cursor)
+        return page_of(rows, limit, _notification, notification_cursor)
 
     async def mark_notification_read(self, user_id: str, notification_id: str) -> Notification:
         async with self._locked() as db:
