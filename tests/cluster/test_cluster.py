@@ -123,19 +123,9 @@ async def test_kill_9_of_an_instance_loses_no_acked_update(
     writer = Writer(victim.url, pid, ALICE)
     await writer.connect()
     acked: list[str] = []
-
-    async def write_until_killed() -> None:
-        i = 0
-        while True:
-            i += 1
-            try:
-                ack = await writer.write(f"w{i}", timeout=5)
-            except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
-                return
-            if isinstance(ack, dict) and ack.get("ok"):
-                acked.append(f"w{i}")
-
-    load = asyncio.gather(write_until_killed(), edits(nc, names, count=300, interval_ms=15))
+    load = asyncio.gather(
+        writer.write_until_gone(acked), edits(nc, names, count=300, interval_ms=15)
+    )
     await wait_for(lambda: len(acked) >= 40, timeout=30, message="40 acked updates")
     victim.kill()
     acked_before_kill = list(acked)

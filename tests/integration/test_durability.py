@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,19 @@ class Writer:
 
     async def close(self) -> None:
         await self.sio.disconnect()
+
+    async def write_until_gone(self, acked: list[str]) -> None:
+        """Write ``w1``, ``w2``... until the server stops answering; every key whose ack
+        said ok is appended to ``acked``."""
+        i = 0
+        while True:
+            i += 1
+            try:
+                ack = await self.write(f"w{i}", timeout=5)
+            except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+                return
+            if isinstance(ack, dict) and ack.get("ok"):
+                acked.append(f"w{i}")
 
 
 @pytest.fixture
@@ -127,20 +142,8 @@ async def test_kill_9_loses_no_acked_update_and_clients_converge_again(
         writer = Writer(srv.url, pid, alice)
         await writer.connect()
         acked: list[str] = []
-
-        async def write_forever() -> None:
-            i = 0
-            while True:
-                i += 1
-                try:
-                    ack = await writer.write(f"w{i}", timeout=5)
-                except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
-                    return
-                if isinstance(ack, dict) and ack.get("ok"):
-                    acked.append(f"w{i}")
-
         steady = asyncio.gather(
-            write_forever(),
+            writer.write_until_gone(acked),
             *(
                 nc.random_edits(n, count=400, seed=k, interval_ms=10, timeout=60)
                 for k, n in enumerate(("a", "b", "c"))
@@ -174,54 +177,80 @@ async def test_kill_9_loses_no_acked_update_and_clients_converge_again(
         srv.kill()
 
 
-async def test_postgres_restart_mid_editing_loses_nothing_and_editing_never_stops(
-    tmp_path: Path, nc: NodeClients
-) -> None:
+@dataclass
+class PgSetup:
+    """A private Postgres, a server process on it, a project, clients "a" and "b"."""
+
+    pg: PrivatePostgres
+    env: dict[str, str]
+    srv: ServerProcess
+    rest: Rest
+    pid: str
+    tok: str
+
+    async def graph_in_a_fresh_server(self, log_dir: Path) -> dict[str, Any]:
+        """Stop the server, then read the graph back through a new one."""
+        await self.srv.stop()
+        return await _graph_in_a_fresh_server(
+            self.env, self.srv.port, log_dir, self.rest, self.pid, self.tok
+        )
+
+
+@contextlib.asynccontextmanager
+async def two_clients_on_a_private_postgres(
+    tmp_path: Path, nc: NodeClients, name: str, **env: str
+) -> AsyncIterator[PgSetup]:
     pg = PrivatePostgres()
     await pg.start()
     try:
-        env = {"COLLAB_DATABASE_URL": pg.dsn, "COLLAB_DATA_DIR": str(tmp_path)}
-        srv = ServerProcess(env, name="pgrestart", log_dir=tmp_path)
+        full_env = {"COLLAB_DATABASE_URL": pg.dsn, "COLLAB_DATA_DIR": str(tmp_path), **env}
+        srv = ServerProcess(full_env, name=name, log_dir=tmp_path)
         await srv.start()
         rest = Rest(srv.url)
-        alice = token("alice")
         try:
-            pid = await rest.project(alice)
-            for name in ("a", "b"):
-                await nc.open(name, url=srv.url, room=pid, token=alice)
-                await nc.wait_synced(name)
-            await nc.add_node("a", type="Before", x=0, y=0, node_id="before")
-            await nc.wait_json("b", await nc.json_str("a"))
-
-            pg.stop("immediate")
-            # Live editing goes on while the database is down.
-            for i in range(20):
-                await nc.add_node("a", type="During", x=i, y=i, node_id=f"during{i}")
-            await nc.edit("b", "set-meta", key="note", value="written while postgres was down")
-            final = await nc.wait_converged(["a", "b"], timeout=15)
-
-            async def not_ready() -> bool:
-                status, _ = await rest.root("/readyz")
-                return status == 503
-
-            await wait_for(not_ready, timeout=15, message="/readyz reports the outage")
-
-            await pg.start()
-
-            await wait_for(
-                lambda: _all_committed(rest),
-                timeout=30,
-                message="backlog committed after postgres returned",
-            )
+            tok = token("alice")
+            pid = await rest.project(tok)
+            for client in ("a", "b"):
+                await nc.open(client, url=srv.url, room=pid, token=tok)
+                await nc.wait_synced(client)
+            yield PgSetup(pg, full_env, srv, rest, pid, tok)
         finally:
             await srv.stop()
-        try:
-            graph = await _graph_in_a_fresh_server(env, srv.port, tmp_path, rest, pid, alice)
-            assert graph == json.loads(final)
-        finally:
             await rest.close()
     finally:
         pg.cleanup()
+
+
+async def test_postgres_restart_mid_editing_loses_nothing_and_editing_never_stops(
+    tmp_path: Path, nc: NodeClients
+) -> None:
+    async with two_clients_on_a_private_postgres(tmp_path, nc, "pgrestart") as setup:
+        pg, rest = setup.pg, setup.rest
+        await nc.add_node("a", type="Before", x=0, y=0, node_id="before")
+        await nc.wait_json("b", await nc.json_str("a"))
+
+        pg.stop("immediate")
+        # Live editing goes on while the database is down.
+        for i in range(20):
+            await nc.add_node("a", type="During", x=i, y=i, node_id=f"during{i}")
+        await nc.edit("b", "set-meta", key="note", value="written while postgres was down")
+        final = await nc.wait_converged(["a", "b"], timeout=15)
+
+        async def not_ready() -> bool:
+            status, _ = await rest.root("/readyz")
+            return status == 503
+
+        await wait_for(not_ready, timeout=15, message="/readyz reports the outage")
+
+        await pg.start()
+
+        await wait_for(
+            lambda: _all_committed(rest),
+            timeout=30,
+            message="backlog committed after postgres returned",
+        )
+        # A fresh server process reads everything back from Postgres.
+        assert await setup.graph_in_a_fresh_server(tmp_path) == json.loads(final)
 
 
 async def test_updates_refused_while_the_backlog_was_full_are_pulled_back_after_recovery(
@@ -230,45 +259,24 @@ async def test_updates_refused_while_the_backlog_was_full_are_pulled_back_after_
     """Past the in-memory bound, edits are refused (an error event; the stock client
     keeps them). Once Postgres is back, the server re-sends sync-step-1 to its clients,
     which answer with what it lacks: no reconnect needed, nothing lost."""
-    pg = PrivatePostgres()
-    await pg.start()
-    try:
-        env = {
-            "COLLAB_DATABASE_URL": pg.dsn,
-            "COLLAB_DATA_DIR": str(tmp_path),
-            "COLLAB_MAX_PENDING_UPDATES": "3",
-        }
-        srv = ServerProcess(env, name="pgbound", log_dir=tmp_path)
-        await srv.start()
-        rest = Rest(srv.url)
-        alice = token("alice")
-        try:
-            pid = await rest.project(alice)
-            for name in ("a", "b"):
-                await nc.open(name, url=srv.url, room=pid, token=alice)
-                await nc.wait_synced(name)
-            pg.stop("immediate")
-            mark = nc.mark()
-            for i in range(8):
-                await nc.add_node("a", type="During", x=i, y=i, node_id=f"during{i}")
-            err = await nc.wait_event("a", "server-error", after=mark, timeout=15)
-            assert err.data["payload"]["error"]["code"] == "UNAVAILABLE"
-            # b has only what the server accepted.
-            b_nodes = json.loads(await nc.json_str("b"))["nodes"]
-            assert len(b_nodes) < 8
+    async with two_clients_on_a_private_postgres(
+        tmp_path, nc, "pgbound", COLLAB_MAX_PENDING_UPDATES="3"
+    ) as setup:
+        setup.pg.stop("immediate")
+        mark = nc.mark()
+        for i in range(8):
+            await nc.add_node("a", type="During", x=i, y=i, node_id=f"during{i}")
+        err = await nc.wait_event("a", "server-error", after=mark, timeout=15)
+        assert err.data["payload"]["error"]["code"] == "UNAVAILABLE"
+        # b has only what the server accepted.
+        b_nodes = json.loads(await nc.json_str("b"))["nodes"]
+        assert len(b_nodes) < 8
 
-            await pg.start()
-            final = await nc.json_str("a")
-            await nc.wait_json("b", final, timeout=30)
+        await setup.pg.start()
+        final = await nc.json_str("a")
+        await nc.wait_json("b", final, timeout=30)
+        await wait_for(lambda: _all_committed(setup.rest), timeout=30, message="all committed")
 
-            await wait_for(lambda: _all_committed(rest), timeout=30, message="all committed")
-        finally:
-            await srv.stop()
-        try:
-            graph = await _graph_in_a_fresh_server(env, srv.port, tmp_path, rest, pid, alice)
-            assert sorted(graph["nodes"]) == [f"during{i}" for i in range(8)]
-            assert graph["nodes"] == json.loads(final)["nodes"]
-        finally:
-            await rest.close()
-    finally:
-        pg.cleanup()
+        graph = await setup.graph_in_a_fresh_server(tmp_path)
+        assert sorted(graph["nodes"]) == [f"during{i}" for i in range(8)]
+        assert graph["nodes"] == json.loads(final)["nodes"]
