@@ -66,6 +66,9 @@ log = logging.getLogger("collab.rooms")
 PRESENCE_TICK_S = 0.05
 # How often rooms are swept for expired remote presence and due auto-versions.
 MAINTENANCE_INTERVAL_S = 1.0
+# A room that unloads with at least compact_after_updates / this many log rows past its
+# snapshot is compacted then.
+IDLE_COMPACT_DIVISOR = 10
 # Why edits are refused in a room an admin froze (socket error events, REST 403).
 ADMIN_READ_ONLY = "an admin made this room read-only"
 # The registry's doc size is exact at most this old (an upper bound in between).
@@ -132,6 +135,7 @@ class Room:
         self.load_error: BaseException | None = None
         self.buffer: list[StreamEntry] | None = []  # stream entries while loading
         self.store_seq = 0  # every log row <= this is in the doc
+        self.snapshot_seq = 0  # the stored snapshot's seq when the room was loaded
         self._committed_above: set[int] = set()
         self.read_only = False
         self.read_only_live = False  # set by a cluster message: newer than the stored flag
@@ -471,6 +475,7 @@ class RoomManager:
                 log.error("skipped an unreadable log row", extra={"project": pid, "seq": seq})
             room.replace_doc(built.doc, built.gate)
             room.store_seq = loaded.head_seq
+            room.snapshot_seq = loaded.snapshot_seq
             # Entries published but maybe not stored yet: from the oldest marker on.
             markers = await self.broker.inflight_markers(pid)
             start = position
@@ -537,6 +542,15 @@ class RoomManager:
                 return
             await self._discard(room)
             log.info("room unloaded", extra={"project": room.project_id})
+            # An idle project compacts too (DESIGN §5), so that its next load is one
+            # snapshot even when its log never reached the count that triggers it.
+            idle_rows = max(1, self.settings.compact_after_updates // IDLE_COMPACT_DIVISOR)
+            if (
+                not final
+                and self.on_compact_due is not None
+                and room.store_seq - room.snapshot_seq >= idle_rows
+            ):
+                self.on_compact_due(room.project_id)
 
     async def drop(self, project_id: str) -> None:
         """Forget a deleted project's room at once (nothing left to store it in)."""

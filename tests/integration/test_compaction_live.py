@@ -63,6 +63,38 @@ async def test_the_log_is_compacted_live_and_a_reload_reads_the_same_document(
             await rest.close()
 
 
+async def test_a_room_that_goes_idle_is_compacted(server_factory: ServerFactory) -> None:
+    # 5 rows never reach the count (20) that triggers compaction while editing; they
+    # pass the idle threshold (20 / 10), so the unload compacts them.
+    async with server_factory(compact_after_updates=20) as srv:
+        rest = Rest(srv.url)
+        writer = Writer(srv.url, await rest.project(ALICE), ALICE)
+        pid = writer.ns.removeprefix("/yjs|")
+        try:
+            await writer.connect()
+            for i in range(5):
+                ack = await writer.write(f"k{i}")
+                assert ack["ok"] is True, ack
+            store = srv.app[SERVICES].store
+            assert (await store.log_stats(pid)).snapshot_seq == 0
+            status, live = await rest.get(f"/projects/{pid}/graph", token=ALICE)
+            await writer.close()
+
+            async def compacted() -> bool:
+                stats = await store.log_stats(pid)
+                return (stats.snapshot_seq, stats.rows) == (5, 0)
+
+            await wait_for(compacted, timeout=30, message="idle room compacted")
+            status, reloaded = await rest.get(f"/projects/{pid}/graph", token=ALICE)
+            assert status == 200, reloaded
+            assert reloaded == live
+            assert sorted(reloaded["meta"]) == [f"k{i}" for i in range(5)]
+        finally:
+            if writer.sio.connected:
+                await writer.close()
+            await rest.close()
+
+
 def _children(pid: int) -> set[int]:
     """Processes whose parent is ``pid`` (Linux /proc)."""
     kids = set()
